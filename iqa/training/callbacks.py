@@ -1,0 +1,85 @@
+"""Callbacks: checkpoint selection, early stopping, RNG state on resume, run reports."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import lightning as L
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "BestCheckpoint", "EarlyStoppingOnValidation", "LearningRateMonitor", "RNGStateCallback",
+    "RichProgressBar", "TestReport",
+]
+
+
+def _has_validation(trainer: L.Trainer) -> bool:
+    return bool(getattr(trainer.datamodule, "val_names", []))
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Keeps the best checkpoint by ``monitor`` (validation only, never test) and ``last.ckpt``.
+
+    Without a validation part (``protocol.val_fraction=0``, the papers' "last epoch"
+    runs) it keeps only ``last.ckpt``.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not _has_validation(trainer):
+            self.monitor = None
+            self.save_top_k = 1
+        super().setup(trainer, pl_module, stage)
+
+
+class EarlyStoppingOnValidation(EarlyStopping):
+    """Early stopping on a validation metric; a no-op when the run has no validation part."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.active = _has_validation(trainer)
+        super().setup(trainer, pl_module, stage)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.active:
+            super().on_validation_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.active:
+            super().on_train_epoch_end(trainer, pl_module)
+
+
+class RNGStateCallback(L.Callback):
+    """Stores Python/NumPy/torch RNG states in checkpoints and restores them on resume,
+    so a resumed run draws the same crops and shuffles as an uninterrupted one."""
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint["rng_states"] = _collect_rng_states()
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        if "rng_states" in checkpoint:
+            _set_rng_states(checkpoint["rng_states"])
+
+
+class TestReport(L.Callback):
+    """After testing, writes ``metrics.json`` and one scatter plot per dataset
+    (prediction vs MOS) into ``output_dir`` (rank 0 only)."""
+
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = Path(output_dir)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        from iqa.metrics.plots import scatter_plot
+
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        results = {**pl_module.test_results, **pl_module.parameter_counts()}
+        with open(self.output_dir / "metrics.json", "w") as handle:
+            json.dump(results, handle, indent=2, sort_keys=True)
+        for name, (predicted, mos) in pl_module.test_scores.items():
+            scatter_plot(predicted, mos, self.output_dir / f"scatter_{name}.png", title=f"{name} (test)")
+        log.info("wrote %s", self.output_dir / "metrics.json")

@@ -1,0 +1,50 @@
+"""Experiment loggers: CSV (default), TensorBoard, and W&B that never hangs offline."""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+import socket
+from pathlib import Path
+
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CSVLogger", "TensorBoardLogger", "WandbLogger", "wandb_credentials_available"]
+
+
+def wandb_credentials_available() -> bool:
+    """True when an API key is in the environment or in ``~/.netrc``."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc(Path.home() / ".netrc").authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_reachable(host: str = "api.wandb.ai", timeout: float = 3.0) -> bool:
+    """True when a TCP connection to the W&B server opens within ``timeout`` seconds."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+class WandbLogger(_LightningWandbLogger):
+    """Lightning's W&B logger, switched to offline mode when no API key is configured or
+    the server cannot be reached (``WANDB_MODE=offline`` also forces it), so a run never
+    hangs on the network; sync later with ``wandb sync <run dir>/wandb``."""
+
+    def __init__(self, offline: bool | None = None, **kwargs) -> None:
+        if offline is None:
+            offline = (
+                os.environ.get("WANDB_MODE") == "offline" or not wandb_credentials_available() or not wandb_reachable()
+            )
+        if offline:
+            log.info("W&B: logging offline (no API key or no connection); sync later with `wandb sync`")
+        super().__init__(offline=offline, **kwargs)

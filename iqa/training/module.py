@@ -1,0 +1,179 @@
+"""The one ``LightningModule`` of every method: images → one score per crop → per image."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+import torch
+import torch.nn as nn
+
+from iqa.metrics import IQAMetrics
+from iqa.models.pipeline import ScoringPipeline
+from iqa.training.losses import WeightedLoss
+from iqa.training.optim import OptimizerSpec, SchedulerSpec
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's tensors do not fit the model built from the config."""
+
+
+class IQAModule(L.LightningModule):
+    """Trains and evaluates a :class:`~iqa.models.pipeline.ScoringPipeline`.
+
+    Batches hold ``images`` (B, K, 3, h, w) uint8 — K crops of each image. Training
+    treats every crop as a sample with its image's label; evaluation averages the K
+    crop scores per image, maps them back to the dataset's MOS scale and updates one
+    :class:`~iqa.metrics.IQAMetrics` per dataset (one loader per dataset).
+
+    Checkpoints hold only trainable parameters and buffers (a prompt on a frozen 7B
+    model stays small); the frozen parts are rebuilt from the config.
+    """
+
+    def __init__(
+        self,
+        net: ScoringPipeline,
+        loss: WeightedLoss,
+        optimizer: OptimizerSpec,
+        scheduler: SchedulerSpec,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.loss = loss
+        self.optimizer_spec = optimizer
+        self.scheduler_spec = scheduler
+        self.val_metrics = nn.ModuleDict()
+        self.test_metrics = nn.ModuleDict()
+        self.run_config: dict | None = None
+        self.test_results: dict[str, float] = {}
+        self.test_scores: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # -- parameters -----------------------------------------------------------------------
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.net.parameters() if p.requires_grad]
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Total and trainable parameter counts of the scoring pipeline."""
+        return {
+            "params/total": sum(p.numel() for p in self.net.parameters()),
+            "params/trainable": sum(p.numel() for p in self.trainable_parameters()),
+        }
+
+    # -- forward --------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, h, w) uint8 or [0, 1] float → (N,) scores."""
+        if images.dtype == torch.uint8:
+            images = images.float().div_(255)
+        return self.net(images)
+
+    def _crop_scores(self, batch: dict) -> torch.Tensor:
+        images = batch["images"]
+        n_images, n_crops = images.shape[:2]
+        return self(images.flatten(0, 1)).float().view(n_images, n_crops)
+
+    # -- training -------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
+        self.val_metrics = nn.ModuleDict({name: IQAMetrics() for name in datamodule.val_names})
+        self.test_metrics = nn.ModuleDict({name: IQAMetrics() for name in datamodule.test_names})
+        for key, value in self.parameter_counts().items():
+            log.info("%s: %s", key, f"{value:,}")
+
+    def on_fit_start(self) -> None:
+        for logger in self.loggers:
+            logger.log_hyperparams(self.parameter_counts())
+
+    def training_step(self, batch: dict | None, batch_idx: int) -> torch.Tensor | None:
+        if batch is None:  # every image of the batch was corrupt and skipped
+            return None
+        scores = self._crop_scores(batch)
+        labels = batch["label"].float()[:, None].expand_as(scores)
+        parts = self.loss(scores.flatten(), labels.flatten())
+        self.log_dict({f"train/{k}": v for k, v in parts.items()}, prog_bar=True, batch_size=len(scores))
+        return parts["loss"]
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_spec.build(self.trainable_parameters())
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        steps_per_epoch = max(1, total_steps // max(1, self.trainer.max_epochs or 1))
+        scheduler = self.scheduler_spec.build(optimizer, steps_per_epoch, total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- evaluation -----------------------------------------------------------------------
+    def _update(self, metrics: nn.ModuleDict, names: list[str], batch: dict | None, dataloader_idx: int) -> None:
+        if batch is None:
+            return
+        name = names[dataloader_idx]
+        description = self.trainer.datamodule.description(name)
+        predicted_mos = description.denormalise(self._crop_scores(batch).mean(dim=1))
+        metrics[name].update(predicted_mos, batch["mos"], batch["image_id"])
+
+    def validation_step(self, batch: dict | None, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._update(self.val_metrics, self.trainer.datamodule.val_names, batch, dataloader_idx)
+
+    def test_step(self, batch: dict | None, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._update(self.test_metrics, self.trainer.datamodule.test_names, batch, dataloader_idx)
+
+    def _summarise(self, stage: str, metrics: nn.ModuleDict) -> dict[str, float]:
+        """Per-dataset values under ``stage/<name>/<metric>`` when there are several
+        datasets (plus their mean under ``stage/mean/<metric>``), else ``stage/<metric>``."""
+        results: dict[str, float] = {}
+        per_dataset = {name: metric.compute() for name, metric in metrics.items()}
+        for name, values in per_dataset.items():
+            prefix = f"{stage}/{name}" if len(per_dataset) > 1 else stage
+            results.update({f"{prefix}/{key}": float(value) for key, value in values.items()})
+        if len(per_dataset) > 1:
+            for key in ("srcc", "plcc", "krcc"):
+                results[f"{stage}/mean/{key}"] = float(torch.tensor([v[key] for v in per_dataset.values()]).mean())
+        return results
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.val_metrics:
+            return
+        results = self._summarise("val", self.val_metrics)
+        if len(self.val_metrics) > 1:  # the monitored key has one name in every run
+            results["val/srcc"] = results["val/mean/srcc"]
+        monitored = results.pop("val/srcc")
+        self.log_dict(results)
+        self.log("val/srcc", monitored, prog_bar=True)
+        for metric in self.val_metrics.values():
+            metric.reset()
+
+    def on_test_epoch_end(self) -> None:
+        self.test_results = self._summarise("test", self.test_metrics)
+        self.test_scores = {name: metric.scores() for name, metric in self.test_metrics.items()}
+        self.log_dict(self.test_results)
+        for metric in self.test_metrics.values():
+            metric.reset()
+
+    # -- checkpoints: trainable tensors + buffers + the resolved config ----------------------
+    def _stored_keys(self) -> set[str]:
+        trainable = {f"net.{n}" for n, p in self.net.named_parameters() if p.requires_grad}
+        buffers = {f"net.{n}" for n, _ in self.net.named_buffers()}
+        return trainable | buffers
+
+    def state_dict(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        full = super().state_dict(*args, **kwargs)
+        keep = self._stored_keys()
+        prefix = kwargs.get("prefix", "")
+        return type(full)((k, v) for k, v in full.items() if k[len(prefix):] in keep)
+
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor], strict: bool = True, assign: bool = False):
+        own = super().state_dict()
+        expected = self._stored_keys() & set(own)
+        missing = sorted(expected - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(own))
+        wrong_shape = sorted(k for k in set(state_dict) & set(own) if state_dict[k].shape != own[k].shape)
+        if strict and (missing or unexpected or wrong_shape):
+            raise CheckpointMismatchError(
+                "the checkpoint does not fit the configured model (is it from another model= or prompt=?): "
+                f"missing {missing[:5]}{'…' if len(missing) > 5 else ''}, "
+                f"unexpected {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}, "
+                f"wrong shape {wrong_shape[:5]}; evaluate it with the config it was trained with"
+            )
+        return super().load_state_dict(state_dict, strict=False, assign=assign)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["iqa_config"] = self.run_config

@@ -1,0 +1,49 @@
+"""Every option of every config group composes, and bad values fail before training."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+
+from tests.conftest import CONF
+
+GROUPS = ["model", "prompt", "data", "protocol", "trainer", "logger", "callbacks", "experiment"]
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml")) if not p.stem.startswith("_")]
+# presets with `???` values that the user must supply on the command line
+REQUIRED = {("protocol", "split_file"): ["protocol.split_file=/splits.csv"]}
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_composes_and_resolves(compose_train, group, option):
+    from omegaconf import OmegaConf
+
+    cfg = compose_train(f"{group}={option}", *REQUIRED.get((group, option), []))
+    container = OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    assert container["module"]["net"]["input_size"] == container["data"]["crop_size"]
+
+
+def test_unknown_model_names_the_group_and_choices(compose_train):
+    with pytest.raises(ConfigCompositionException, match="model/no_such_model"):
+        compose_train("model=no_such_model")
+
+
+def test_unknown_key_is_refused(compose_train):
+    with pytest.raises(ConfigCompositionException, match="data.crop_sise"):
+        compose_train("data.crop_sise=3")
+
+
+def test_prompt_needing_a_fixed_size_refuses_whole_images(compose_train):
+    from iqa.models.pipeline import ConfigurationError
+
+    cfg = compose_train("prompt=padding", "data.crop_size=null", "data.n_test_crops=1")
+    with pytest.raises(ConfigurationError, match="data.crop_size"):
+        instantiate(cfg.module)
+
+
+def test_model_with_fixed_input_size_refuses_another_crop(compose_train):
+    from iqa.models.pipeline import ConfigurationError
+
+    cfg = compose_train("model=vit", "model.size=tiny", "data.crop_size=64")
+    with pytest.raises(ConfigurationError, match="data.crop_size=64"):
+        instantiate(cfg.module)
