@@ -71,8 +71,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
-    _print_results(module.test_results)
-    return dict(module.test_results)
+    return _test_results(trainer)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float] | Path:
@@ -88,8 +87,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float] | Path:
         datamodule = instantiate(OmegaConf.create(run_cfg["data"]))
     trainer = L.Trainer(**_strategy(cfg.trainer), callbacks=[TestReport(str(output_dir))], logger=False)
     trainer.test(module, datamodule=datamodule)
-    _print_results(module.test_results)
-    return dict(module.test_results)
+    return _test_results(trainer)
 
 
 def score_images(ckpt_path: str, images: str, csv_path: Path) -> Path:
@@ -106,6 +104,10 @@ def score_images(ckpt_path: str, images: str, csv_path: Path) -> Path:
     return csv_path
 
 
-@rank_zero_only
-def _print_results(results: dict[str, float]) -> None:
-    print(json.dumps({k: round(v, 4) for k, v in results.items()}, indent=2))
+def _test_results(trainer: L.Trainer) -> dict[str, float]:
+    """The test metrics (read from the trainer, which also carries them back from
+    spawned DDP processes), printed once."""
+    results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    if trainer.is_global_zero:
+        print(json.dumps({k: round(v, 4) for k, v in sorted(results.items())}, indent=2))
+    return results

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from pathlib import Path
 
 import lightning as L
-from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+import numpy as np
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 
 log = logging.getLogger(__name__)
@@ -54,14 +56,31 @@ class EarlyStoppingOnValidation(EarlyStopping):
 
 class RNGStateCallback(L.Callback):
     """Stores Python/NumPy/torch RNG states in checkpoints and restores them on resume,
-    so a resumed run draws the same crops and shuffles as an uninterrupted one."""
+    so a resumed run draws the same crops and shuffles as an uninterrupted one.
+
+    States are kept as tensors, ints and lists, so checkpoints load with
+    ``torch.load(weights_only=True)``.
+    """
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        checkpoint["rng_states"] = _collect_rng_states()
+        kind, keys, position, has_gauss, cached = np.random.get_state()
+        checkpoint["rng_states"] = {
+            "python": random.getstate(),
+            "numpy": [kind, keys.tolist(), position, has_gauss, cached],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        if "rng_states" in checkpoint:
-            _set_rng_states(checkpoint["rng_states"])
+        states = checkpoint.get("rng_states")
+        if not states:
+            return
+        random.setstate(tuple(states["python"][:1]) + (tuple(states["python"][1]),) + tuple(states["python"][2:]))
+        kind, keys, position, has_gauss, cached = states["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
 
 
 class TestReport(L.Callback):

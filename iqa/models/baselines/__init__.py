@@ -1,0 +1,3 @@
+"""Baseline models (timm backbones + regression head)."""
+
+from iqa.models.baselines import timm_regressor  # noqa: F401  (registers the models)
