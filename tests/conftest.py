@@ -24,6 +24,8 @@ TINY_RUN = [
     "data.num_workers=0",
     "logger=csv",
     "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
     "callbacks.progress_bar=null",
 ]
 
@@ -35,9 +37,9 @@ def compose_config(name: str, overrides: list[str], output_dir: Path, data_dir: 
         cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
+        del cfg.hydra  # as in a real run, where the task config has no hydra node
         cfg.paths.output_dir = str(output_dir)
         cfg.paths.data_dir = str(data_dir)
-        cfg.hydra.runtime.output_dir = str(output_dir)
     return cfg
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hydra.errors import ConfigCompositionException
+from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.utils import instantiate
 
 from tests.conftest import CONF
@@ -34,16 +34,12 @@ def test_unknown_key_is_refused(compose_train):
 
 
 def test_prompt_needing_a_fixed_size_refuses_whole_images(compose_train):
-    from iqa.models.pipeline import ConfigurationError
-
     cfg = compose_train("prompt=padding", "data.crop_size=null", "data.n_test_crops=1")
-    with pytest.raises(ConfigurationError, match="data.crop_size"):
+    with pytest.raises(InstantiationException, match="needs a fixed input size but data.crop_size is null"):
         instantiate(cfg.module)
 
 
 def test_model_with_fixed_input_size_refuses_another_crop(compose_train):
-    from iqa.models.pipeline import ConfigurationError
-
     cfg = compose_train("model=vit", "model.size=tiny", "data.crop_size=64")
-    with pytest.raises(ConfigurationError, match="data.crop_size=64"):
+    with pytest.raises(InstantiationException, match="needs 224x224 inputs but data.crop_size=64"):
         instantiate(cfg.module)

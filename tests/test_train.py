@@ -52,7 +52,7 @@ def test_scoring_own_images_from_cli_and_python(trained, compose_train, data_dir
     assert isinstance(from_path, float)
     from iqa.data.image_io import read_rgb
 
-    tensor = torch.from_numpy(read_rgb(images[0])).permute(2, 0, 1)
+    tensor = torch.tensor(read_rgb(images[0])).permute(2, 0, 1)
     assert scorer(tensor) == pytest.approx(from_path, abs=1e-6)
 
 
@@ -69,7 +69,7 @@ def test_checkpoint_holds_trainable_tensors_only(compose_train):
 
 def test_resume_restores_the_uninterrupted_run(compose_train, tmp_path):
     def run(name: str, *overrides: str) -> dict:
-        cfg = compose_train(*overrides)
+        cfg = compose_train("protocol.val_fraction=0", *overrides)  # test the last weights
         cfg.paths.output_dir = str(tmp_path / name)
         cfg.callbacks.checkpoint.dirpath = str(tmp_path / name / "checkpoints")
         return train(cfg)

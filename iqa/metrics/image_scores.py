@@ -39,7 +39,7 @@ class ImageScores(Metric):
 
     def scores(self) -> tuple[np.ndarray, np.ndarray]:
         """Predictions and MOS, one entry per distinct image id, ordered by id."""
-        if not self.preds:
+        if isinstance(self.preds, list) and not self.preds:  # after a DDP sync states are tensors
             return np.zeros(0), np.zeros(0)
         ids = dim_zero_cat(self.image_ids).cpu().numpy()
         _, first = np.unique(ids, return_index=True)

@@ -25,7 +25,7 @@ def fit_logistic(preds: np.ndarray, mos: np.ndarray) -> np.ndarray | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)
-            params, _ = curve_fit(logistic4, preds, mos, p0=initial, maxfev=20000)
+            params, _ = curve_fit(logistic4, preds, mos, p0=initial, maxfev=20000, method="trf")
     except (RuntimeError, ValueError):
         return None
     return params if np.all(np.isfinite(params)) else None

@@ -13,6 +13,10 @@ HALF_MEAN = (0.5, 0.5, 0.5)
 HALF_STD = (0.5, 0.5, 0.5)
 
 
+class ConfigurationError(ValueError):
+    """An incompatible combination of config values; the message names the keys."""
+
+
 class IQAModel(nn.Module):
     """Maps *normalised* images ``(B, 3, H, W)`` to one quality score per image ``(B,)``.
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from iqa.models.base import IQAModel
-
-
-class ConfigurationError(ValueError):
-    """An incompatible combination of config values; the message names the keys."""
+from iqa.models.base import ConfigurationError, IQAModel
 
 
 class ScoringPipeline(nn.Module):

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from iqa.models.base import ConfigurationError
+
 
 class PixelPrompt(nn.Module):
     """Base class: subclasses define :meth:`prompt_image`, the (3, H, W) prompt canvas."""
@@ -23,6 +25,10 @@ class PixelPrompt(nn.Module):
 
     def __init__(self, image_size: int, mode: str = "add", delta: float = 1.0, freeze_model: bool = True) -> None:
         super().__init__()
+        if image_size is None:
+            raise ConfigurationError(
+                f"prompt={type(self).__name__} needs a fixed input size but data.crop_size is null; set data.crop_size"
+            )
         if mode not in ("add", "mul"):
             raise ValueError(f"prompt.mode must be 'add' or 'mul', got {mode!r}")
         self.image_size = image_size
