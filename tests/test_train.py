@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import lightning as L
 import pytest
 import torch
 
@@ -67,16 +68,24 @@ def test_checkpoint_holds_trainable_tensors_only(compose_train):
     assert not any(p.requires_grad for p in module.net.model.parameters())
 
 
+class StopAfterFirstEpoch(L.Callback):
+    """Interrupts a run at the end of its first epoch, as a crash or time limit would."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.should_stop = True
+
+
 def test_resume_restores_the_uninterrupted_run(compose_train, tmp_path):
     def run(name: str, *overrides: str) -> dict:
-        cfg = compose_train("protocol.val_fraction=0", *overrides)  # test the last weights
+        cfg = compose_train("protocol.val_fraction=0", "trainer.max_epochs=2", *overrides)  # test the last weights
         cfg.paths.output_dir = str(tmp_path / name)
         cfg.callbacks.checkpoint.dirpath = str(tmp_path / name / "checkpoints")
         return train(cfg)
 
-    straight = run("straight", "trainer.max_epochs=2")
-    run("first", "trainer.max_epochs=1")
-    resumed = run("resumed", "trainer.max_epochs=2", f"ckpt_path={tmp_path / 'first' / 'checkpoints' / 'last.ckpt'}")
+    straight = run("straight")
+    run("interrupted", "+callbacks.stop._target_=tests.test_train.StopAfterFirstEpoch")
+    assert read_checkpoint(tmp_path / "interrupted" / "checkpoints" / "last.ckpt")["epoch"] == 0
+    resumed = run("resumed", f"ckpt_path={tmp_path / 'interrupted' / 'checkpoints' / 'last.ckpt'}")
     assert resumed == pytest.approx(straight, abs=1e-6)
 
 
