@@ -1,0 +1,46 @@
+"""``fast_dev_run`` through the real training code for every model × prompt option."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from iqa.experiment import train
+from tests.conftest import CONF
+
+MODEL_OVERRIDES = {  # tiny variants of each model option
+    "resnet18": ["data.crop_size=32"],
+    "resnet50": ["data.crop_size=32"],
+    "resnet101": ["data.crop_size=32"],
+    "resnet152": ["data.crop_size=32"],
+    "vit": ["model.size=tiny", "model.img_size=32", "data.crop_size=32"],
+    "swin": ["model.size=tiny", "model.img_size=64", "data.crop_size=64"],
+}
+PROMPT_OVERRIDES = {"none": [], "padding": ["prompt.size=4"], "patch": ["prompt.size=8"], "overlay": []}
+PAIRS = [(m, p) for m in MODEL_OVERRIDES for p in PROMPT_OVERRIDES]
+
+
+def test_every_model_and_prompt_option_is_covered():
+    assert set(MODEL_OVERRIDES) == {p.stem for p in (CONF / "model").glob("*.yaml")}
+    assert set(PROMPT_OVERRIDES) == {p.stem for p in (CONF / "prompt").glob("*.yaml")}
+
+
+@pytest.mark.parametrize("model,prompt", PAIRS, ids=[f"{m}-{p}" for m, p in PAIRS])
+def test_fast_dev_run(compose_train, model, prompt, monkeypatch):
+    cfg = compose_train(f"model={model}", f"prompt={prompt}", "trainer.fast_dev_run=true", "data.batch_size=2",
+                        "data.eval_batch_size=2", *MODEL_OVERRIDES[model], *PROMPT_OVERRIDES[prompt])
+    seen = {}
+    original_step = torch.optim.AdamW.step
+
+    def spy(optimizer, *args, **kwargs):  # which parameters the optimizer updates
+        seen["n"] = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
+        return original_step(optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    results = train(cfg)
+    assert results["test/n_images"] > 0
+    if prompt != "none":  # only the prompt trains
+        from hydra.utils import instantiate
+
+        prompt_size = sum(p.numel() for p in instantiate(cfg.prompt).parameters())
+        assert seen["n"] == prompt_size
