@@ -9,6 +9,7 @@ from iqa.experiment import train
 from tests.conftest import CONF
 
 MODEL_OVERRIDES = {  # tiny variants of each model option
+    "cnniqa": ["data.crop_size=32"],
     "resnet18": ["data.crop_size=32"],
     "resnet50": ["data.crop_size=32"],
     "resnet101": ["data.crop_size=32"],
