@@ -1,0 +1,170 @@
+"""Dataset descriptions: where a benchmark's files are and how to read its labels.
+
+A description knows its folder layout, its label file, its MOS range and direction.
+It returns :class:`~iqa.data.records.ImageRecord` lists; splitting, decoding and
+cropping happen elsewhere (``iqa.data.protocol``, ``iqa.data.dataset``).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import ClassVar
+
+from iqa.data.records import ImageRecord
+
+
+class DatasetError(ValueError):
+    """Bad dataset input: the message names the file or key and the fix."""
+
+
+class DatasetDescription:
+    """Base class of the benchmark descriptions.
+
+    Subclasses set the class attributes and implement :meth:`read_official`.
+
+    Args:
+        root: the dataset folder (the official layout, or any folder the
+            ``meta_file`` paths are relative to).
+        meta_file: optional pyiqa-style CSV (``img_name,mos,...`` or
+            ``ref_name,dist_name,mos,...``) used instead of the official label files;
+            a relative path is taken relative to ``root``.
+    """
+
+    name: ClassVar[str]
+    default_folder: ClassVar[str]
+    mos_range: ClassVar[tuple[float, float]]
+    higher_is_better: ClassVar[bool] = True
+    synthetic_distortions: ClassVar[bool] = False
+
+    def __init__(self, root: str | Path, meta_file: str | Path | None = None) -> None:
+        self.root = Path(root).expanduser()
+        self.meta_file = None if meta_file is None else self._resolve(meta_file)
+
+    # -- label normalisation -------------------------------------------------------
+    def normalise(self, mos: float) -> float:
+        """MOS/DMOS → [0, 1], higher is better (the training label)."""
+        low, high = self.mos_range
+        unit = (mos - low) / (high - low)
+        return unit if self.higher_is_better else 1.0 - unit
+
+    def denormalise(self, score: float):
+        """Inverse of :meth:`normalise` (works on floats and tensors)."""
+        low, high = self.mos_range
+        unit = score if self.higher_is_better else 1.0 - score
+        return low + unit * (high - low)
+
+    # -- reading -------------------------------------------------------------------
+    def records(self) -> list[ImageRecord]:
+        """All labelled images, validated (root exists, files exist, MOS in range)."""
+        self._check_root()
+        records = self.read_meta_csv(self.meta_file) if self.meta_file else self.read_official()
+        if not records:
+            raise DatasetError(f"{self.name}: no labelled images found under {self.root}")
+        self._check_files(records)
+        self._check_mos_range(records)
+        return records
+
+    def read_official(self) -> list[ImageRecord]:
+        """Read the dataset's official label files in their official layout."""
+        raise NotImplementedError
+
+    def read_meta_csv(self, meta_file: Path) -> list[ImageRecord]:
+        """Read a pyiqa-style meta CSV: ``img_name,mos`` or ``ref_name,dist_name,mos``."""
+        if not meta_file.is_file():
+            raise DatasetError(f"{self.name}: meta file {meta_file} does not exist; fix data.meta_file")
+        with open(meta_file, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        columns = set(rows[0]) if rows else set()
+        image_column = "dist_name" if "dist_name" in columns else "img_name"
+        required = {image_column, "mos"}
+        if not required <= columns:
+            raise DatasetError(
+                f"{self.name}: {meta_file} lacks column(s) {sorted(required - columns)}; "
+                "a pyiqa meta CSV has 'img_name,mos' or 'ref_name,dist_name,mos'"
+            )
+        records = []
+        for row in rows:
+            image = row[image_column]
+            reference = row.get("ref_name") or image
+            records.append(
+                ImageRecord(self._resolve(image), self._parse_mos(row["mos"], meta_file), Path(reference).stem)
+            )
+        return records
+
+    # -- helpers for subclasses ----------------------------------------------------
+    def _resolve(self, relative: str | Path) -> Path:
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else self.root / path
+
+    def _require_file(self, relative: str | Path) -> Path:
+        path = self._resolve(relative)
+        if not path.is_file():
+            raise DatasetError(
+                f"{self.name}: label file {path} is missing; place the official file there "
+                f"(see docs/datasets.md) or point data.root at the {self.default_folder}/ folder"
+            )
+        return path
+
+    def _require_columns(self, path: Path, columns: set[str], header: list[str] | set[str]) -> None:
+        missing = sorted(set(columns) - set(header))
+        if missing:
+            raise DatasetError(
+                f"{self.name}: {path} has no column(s) {missing} (found {sorted(header)}); "
+                "is it the official label file? See docs/datasets.md"
+            )
+
+    def _read_mat(self, relative: str, key: str):
+        """Variable ``key`` of a MATLAB label file, squeezed to a NumPy array."""
+        import numpy as np
+        from scipy.io import loadmat
+
+        path = self._require_file(relative)
+        content = loadmat(path)
+        if key not in content:
+            raise DatasetError(f"{self.name}: {path} has no variable {key!r}; is it the official file?")
+        return np.asarray(content[key]).squeeze()
+
+    def _parse_mos(self, value: str, source: Path) -> float:
+        try:
+            return float(value)
+        except ValueError as error:
+            raise DatasetError(f"{self.name}: {source} holds a non-numeric score {value!r}") from error
+
+    def _check_root(self) -> None:
+        if not self.root.is_dir():
+            raise DatasetError(
+                f"{self.name}: dataset folder {self.root} does not exist; download the dataset there "
+                f"or set data.root (or paths.data_dir, under which it is {self.default_folder}/)"
+            )
+        if not any(self.root.iterdir()):
+            raise DatasetError(f"{self.name}: dataset folder {self.root} is empty; see docs/datasets.md")
+
+    def _check_files(self, records: list[ImageRecord]) -> None:
+        missing = [record.path for record in records if not record.path.is_file()]
+        if missing:
+            shown = ", ".join(str(path) for path in missing[:3])
+            raise DatasetError(
+                f"{self.name}: {len(missing)} of {len(records)} listed images are missing, e.g. {shown}; "
+                "restore them or remove them from the label file"
+            )
+
+    def _check_mos_range(self, records: list[ImageRecord]) -> None:
+        low, high = self.mos_range
+        tolerance = 1e-6 * (high - low)
+        bad = [record for record in records if not low - tolerance <= record.mos <= high + tolerance]
+        if bad:
+            example = bad[0]
+            raise DatasetError(
+                f"{self.name}: {len(bad)} score(s) outside the MOS range [{low}, {high}], "
+                f"e.g. {example.mos} for {example.path}; check the label file or the dataset choice"
+            )
+
+
+_DESCRIPTIONS: dict[str, type[DatasetDescription]] = {}
+
+
+def register_dataset(cls: type[DatasetDescription]) -> type[DatasetDescription]:
+    """Class decorator: make a description available by its ``name``."""
+    _DESCRIPTIONS[cls.name] = cls
+    return cls

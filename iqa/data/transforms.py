@@ -1,0 +1,102 @@
+"""Multi-crop sampling: every dataset item holds *all* crops of one image.
+
+Keeping an image's crops in one item means a sample padded in by a distributed sampler
+duplicates whole images (removed by image id in the metrics), never single crops that
+would leak into an image's mean.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _to_chw(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(image, dtype=np.uint8, order="C")).permute(2, 0, 1)
+
+
+def upscale_to_fit(image: torch.Tensor, side: int) -> torch.Tensor:
+    """Resize a (3, H, W) uint8 image up so both sides are at least ``side``."""
+    height, width = image.shape[-2:]
+    if min(height, width) >= side:
+        return image
+    scale = side / min(height, width)
+    size = (max(side, round(height * scale)), max(side, round(width * scale)))
+    resized = F.interpolate(image[None].float(), size=size, mode="bicubic", align_corners=False)
+    return resized[0].round().clamp(0, 255).to(torch.uint8)
+
+
+class MultiCrop:
+    """Sample ``n_crops`` square crops of ``crop_size`` from an (H, W, 3) uint8 image.
+
+    Args:
+        crop_size: crop side; ``None`` keeps the whole image (then ``n_crops`` must be 1).
+        n_crops: crops per image (training: several per step as in DEIQT/QMamba;
+            testing: averaged per image, 10 by default).
+        train: random positions and flips from torch's (worker-seeded) generator; at
+            test time positions are drawn from a generator seeded by the image id, so
+            every run and every rank sees the same crops.
+        hflip, vflip: random flips (training only).
+        mode: ``"random"`` positions, or ``"ten"`` — the four corners and the centre,
+            each also mirrored (torchvision's TenCrop; needs ``n_crops=10``).
+    """
+
+    def __init__(
+        self,
+        crop_size: int | None,
+        n_crops: int,
+        train: bool,
+        hflip: bool = True,
+        vflip: bool = False,
+        mode: str = "random",
+    ) -> None:
+        if mode not in ("random", "ten"):
+            raise ValueError(f"data.test_crop_mode must be 'random' or 'ten', got {mode!r}")
+        if mode == "ten" and n_crops != 10:
+            raise ValueError(f"data.test_crop_mode='ten' needs data.n_test_crops=10, got {n_crops}")
+        if crop_size is None and n_crops != 1:
+            raise ValueError("data.crop_size=null (whole images) needs one crop per image")
+        self.crop_size = crop_size
+        self.n_crops = n_crops
+        self.train = train
+        self.hflip = hflip
+        self.vflip = vflip
+        self.mode = mode
+
+    def __call__(self, image: np.ndarray, image_id: int) -> torch.Tensor:
+        """Return the crops as a (n_crops, 3, crop, crop) uint8 tensor."""
+        chw = _to_chw(image)
+        if self.crop_size is None:
+            return chw[None]
+        chw = upscale_to_fit(chw, self.crop_size)
+        if self.mode == "ten" and not self.train:
+            return self._ten_crop(chw)
+        generator = None if self.train else torch.Generator().manual_seed(int(image_id))
+        height, width = chw.shape[-2:]
+        tops = torch.randint(0, height - self.crop_size + 1, (self.n_crops,), generator=generator)
+        lefts = torch.randint(0, width - self.crop_size + 1, (self.n_crops,), generator=generator)
+        crops = torch.stack([self._crop(chw, int(t), int(l)) for t, l in zip(tops, lefts)])
+        if self.train:
+            crops = self._random_flips(crops)
+        return crops
+
+    def _crop(self, image: torch.Tensor, top: int, left: int) -> torch.Tensor:
+        return image[:, top : top + self.crop_size, left : left + self.crop_size]
+
+    def _ten_crop(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        size = self.crop_size
+        corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
+                   ((height - size) // 2, (width - size) // 2)]
+        crops = torch.stack([self._crop(image, top, left) for top, left in corners])
+        return torch.cat([crops, crops.flip(-1)])
+
+    def _random_flips(self, crops: torch.Tensor) -> torch.Tensor:
+        if self.hflip:
+            flip = torch.rand(len(crops)) < 0.5
+            crops[flip] = crops[flip].flip(-1)
+        if self.vflip:
+            flip = torch.rand(len(crops)) < 0.5
+            crops[flip] = crops[flip].flip(-2)
+        return crops
