@@ -10,11 +10,14 @@ count, with and without the on-disk cache) and images/s of multi-crop evaluation
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from iqa.data.datamodule import IQADataModule
 from iqa.data.protocol import SplitProtocol
@@ -37,13 +40,19 @@ def loader_images_per_second(data_dir: Path, workers: int, cache_dir: str | None
 
 
 @torch.no_grad()
-def eval_images_per_second(name: str, crop: int, n_crops: int = 10, n_images: int = 8) -> float:
+def eval_images_per_second(name: str, crop: int, device: str, n_crops: int = 10, n_images: int = 8) -> float:
     kwargs = {"size": "small"} if name in ("vit", "swin") else {}
-    net = ScoringPipeline(create_model(name, **kwargs), input_size=crop).eval()
-    crops = torch.rand(n_images * n_crops, 3, crop, crop)
-    net(crops[:n_crops])  # warm-up
-    start = time.perf_counter()
-    net(crops)
+    net = ScoringPipeline(create_model(name, **kwargs), input_size=crop).eval().to(device)
+    crops = torch.rand(n_images * n_crops, 3, crop, crop, device=device)
+    with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        for _ in range(2):  # warm-up
+            net(crops)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        net(crops)
+        if device == "cuda":
+            torch.cuda.synchronize()
     return n_images / (time.perf_counter() - start)
 
 
@@ -53,8 +62,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--models", nargs="+", default=["resnet18", "resnet50", "vit", "swin"])
     parser.add_argument("--crop", type=int, default=224)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     print(f"| loader (synthetic, crop {args.crop}) | images/s |\n|---|---|")
     for workers in args.workers:
@@ -62,9 +71,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as cache:
             print(f"| {workers} workers, warm cache | "
                   f"{loader_images_per_second(args.data_dir, workers, cache, args.crop):.0f} |")
-    print(f"\n| model (eval, 10 crops of {args.crop}², {torch.get_num_threads()} threads) | images/s |\n|---|---|")
+    where = f"{args.device}, bf16" if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    print(f"\n| model (eval, 10 crops of {args.crop}², {where}) | images/s |\n|---|---|")
     for name in args.models:
-        print(f"| {name} | {eval_images_per_second(name, args.crop):.2f} |")
+        print(f"| {name} | {eval_images_per_second(name, args.crop, args.device):.2f} |")
 
 
 if __name__ == "__main__":
