@@ -10,14 +10,11 @@ count, with and without the on-disk cache) and images/s of multi-crop evaluation
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from iqa.data.datamodule import IQADataModule
 from iqa.data.protocol import SplitProtocol
