@@ -37,6 +37,8 @@ class IQADataModule(L.LightningDataModule):
         crop_size, n_train_crops, n_test_crops, test_crop_mode, hflip, vflip: crops
             (see :class:`~iqa.data.transforms.MultiCrop`).
         resize_shorter: resize the shorter side before cropping.
+        repeat: times each training image is visited per epoch, each time with new
+            random crops (LoDa's "several crops per image per epoch").
         batch_size: images per training batch (each with ``n_train_crops`` crops).
         eval_batch_size: images per validation/test batch (each with ``n_test_crops``).
         num_workers: decoding processes (``-1``: one per CPU core).
@@ -60,6 +62,7 @@ class IQADataModule(L.LightningDataModule):
         hflip: bool = True,
         vflip: bool = False,
         resize_shorter: int | None = None,
+        repeat: int = 1,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = -1,
@@ -81,6 +84,7 @@ class IQADataModule(L.LightningDataModule):
         self.train_crops = MultiCrop(crop_size, n_train_crops, train=True, hflip=hflip, vflip=vflip)
         self.test_crops = MultiCrop(crop_size, n_test_crops, train=False, mode=test_crop_mode)
         self.resize_shorter = resize_shorter
+        self.repeat = repeat
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = (os.cpu_count() or 1) if num_workers < 0 else num_workers
@@ -116,7 +120,7 @@ class IQADataModule(L.LightningDataModule):
             records = description.records()
             self.test_sets[description.name] = self._dataset(
                 description, records, list(range(len(records))), self.test_crops)
-        self.train_set = ConcatDataset(train_parts) if train_parts else None
+        self.train_set = ConcatDataset(train_parts * self.repeat) if train_parts else None
 
     def _dataset(self, description, records, indices, crops) -> IQAImageDataset:
         return IQAImageDataset(
