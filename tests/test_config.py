@@ -43,3 +43,24 @@ def test_model_with_fixed_input_size_refuses_another_crop(compose_train):
     cfg = compose_train("model=vit", "model.size=tiny", "data.crop_size=64")
     with pytest.raises(InstantiationException, match="needs 224x224 inputs but data.crop_size=64"):
         instantiate(cfg.module)
+
+
+def test_slurm_launcher_composes_one_task_per_gpu(compose_train):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert "submitit" in launcher._target_ and launcher.tasks_per_node == 4 and launcher.gpus_per_node == 4
+
+
+def test_wandb_goes_offline_without_credentials(tmp_path, monkeypatch):
+    from iqa.training.loggers import WandbLogger
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    logger = WandbLogger(save_dir=str(tmp_path), project="iqa")
+    assert logger._offline

@@ -96,3 +96,10 @@ def test_checkpoint_from_another_model_is_refused(trained, compose_train):
     cfg = compose_train("model=resnet50", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}")
     with pytest.raises(CheckpointMismatchError, match="another model"):
         train(cfg)
+
+
+def test_cross_dataset_evaluation_scores_every_image(trained, compose_train):
+    run_dir, _ = trained
+    cfg = compose_train(f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", "data=synthetic", "data.crop_size=32",
+                        "data.n_test_crops=1", "data.num_workers=0", name="eval")
+    assert evaluate(cfg)["test/n_images"] == 630
