@@ -11,9 +11,10 @@ shared by all channels, or grouped (batch, G, N, L) where channel ``g·(dim/G) +
 ``g`` (VMamba's four scan directions); ``D, delta_bias`` (dim,). Real-valued only.
 
 Backends: ``"cuda"`` is mamba_ssm's kernel (``pip install .[mamba]``); ``"torch"`` is ours and
-runs anywhere with autograd: a chunked scan on GPUs (a few large kernels per chunk of the
-sequence instead of one tiny launch per step) and the plain recurrence on CPUs, where it is the
-faster of the two. ``"auto"`` takes the kernel for CUDA tensors when mamba_ssm imports.
+runs anywhere with autograd: a chunked scan (a few large kernels per chunk of the sequence
+instead of one tiny step per position) on GPUs and whenever gradients are needed, and the plain
+recurrence for CPU inference, where it is the faster of the two (docs/benchmarks.md).
+``"auto"`` takes the kernel for CUDA tensors when mamba_ssm imports.
 """
 
 from __future__ import annotations
@@ -87,8 +88,10 @@ def _states_chunked(log_decay: torch.Tensor, drive: torch.Tensor, chunk: int = C
 
 def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                          return_last_state=False, algorithm: str | None = None):
-    """Our portable backend; ``algorithm`` ``"loop"`` or ``"chunked"`` (default by device)."""
-    algorithm = algorithm or ("chunked" if u.is_cuda else "loop")
+    """Our portable backend; ``algorithm`` ``"loop"`` or ``"chunked"`` (default: measured choice)."""
+    if algorithm is None:
+        training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, delta, A, B, C))
+        algorithm = "chunked" if u.is_cuda or training else "loop"
     log_decay, drive = _inputs(u, delta, A, B, delta_bias, delta_softplus)
     states = _states_chunked(log_decay, drive) if algorithm == "chunked" else _states_loop(log_decay, drive)
     C = _per_channel(C.float(), u.shape[1])
