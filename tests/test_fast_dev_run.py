@@ -16,6 +16,8 @@ MODEL_OVERRIDES = {  # tiny variants of each model option
     "resnet152": ["data.crop_size=32"],
     "vit": ["model.size=tiny", "model.img_size=32", "data.crop_size=32"],
     "swin": ["model.size=tiny", "model.img_size=64", "data.crop_size=64"],
+    "loda": ["model.vit_embed_dim=32", "model.vit_depth=2", "model.vit_num_heads=2", "model.cnn=resnet10t",
+             "model.latent_dim=16", "data.crop_size=224", "data.n_test_crops=1"],
 }
 PROMPT_OVERRIDES = {"none": [], "padding": ["prompt.size=4"], "patch": ["prompt.size=8"], "overlay": []}
 PAIRS = [(m, p) for m in MODEL_OVERRIDES for p in PROMPT_OVERRIDES]

@@ -1,0 +1,1 @@
+from iqa.models.methods import loda  # noqa: F401
