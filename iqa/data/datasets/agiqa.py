@@ -1,13 +1,14 @@
-"""AGIQA-3K (Li et al. 2023): 2,982 AI-generated images.
+"""AGIQA-3K (Li et al., IEEE TCSVT 2023): 2,982 AI-generated images.
 
-Layout: ``AGIQA-3K/data.csv`` (``name``, ``mos_quality``, …) with the images in
-``AGIQA-3K/`` itself or ``AGIQA-3K/images/``. ``mos_quality`` in [0, 5], higher is better;
-each image is its own reference.
+Layout: ``AGIQA-3K/data.csv`` (github.com/lcysyzxdxc/AGIQA-3k-Database: ``name, prompt,
+adj1, adj2, style, mos_quality, std_quality, mos_align, std_align``) and the JPEGs of the
+release's ``AGIQA-3K.zip`` either in ``AGIQA-3K/`` itself or in ``AGIQA-3K/images/``.
+The label is the perception score ``mos_quality`` (normalised MOS in [0, 5], higher is
+better). Several generators share a prompt, but the papers split by image, so each image
+is its own reference.
 """
 
 from __future__ import annotations
-
-import csv
 
 from iqa.data.datasets.base import DatasetDescription, register_dataset
 from iqa.data.records import ImageRecord
@@ -21,10 +22,9 @@ class AGIQA3K(DatasetDescription):
     higher_is_better = True
 
     def read_official(self) -> list[ImageRecord]:
-        labels = self._require_file("data.csv")
-        with open(labels, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        self._require_columns(labels, {"name", "mos_quality"}, rows[0] if rows else [])
+        labels, rows = self._read_csv("data.csv", {"name", "mos_quality"})
         folder = self.root / "images" if (self.root / "images").is_dir() else self.root
-        return [ImageRecord(folder / row["name"], self._parse_mos(row["mos_quality"], labels), row["name"])
-                for row in rows]
+        return [
+            ImageRecord(folder / row["name"], self._parse_mos(row["mos_quality"], labels), row["name"])
+            for row in rows
+        ]

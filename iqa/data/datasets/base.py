@@ -27,8 +27,8 @@ class DatasetDescription:
         root: the dataset folder (the official layout, or any folder the
             ``meta_file`` paths are relative to).
         meta_file: optional pyiqa-style CSV (``img_name,mos,...`` or
-            ``ref_name,dist_name,mos,...``) used instead of the official label files;
-            a relative path is taken relative to ``root``.
+            ``ref_name,dist_name,mos,...``; ``dmos`` is accepted for ``mos``) used instead
+            of the official label files; a relative path is taken relative to ``root``.
     """
 
     name: ClassVar[str]
@@ -77,18 +77,19 @@ class DatasetDescription:
             rows = list(csv.DictReader(handle))
         columns = set(rows[0]) if rows else set()
         image_column = "dist_name" if "dist_name" in columns else "img_name"
-        required = {image_column, "mos"}
+        score_column = "dmos" if "dmos" in columns and "mos" not in columns else "mos"  # pyiqa's KADID, CSIQ
+        required = {image_column, score_column}
         if not required <= columns:
             raise DatasetError(
                 f"{self.name}: {meta_file} lacks column(s) {sorted(required - columns)}; "
-                "a pyiqa meta CSV has 'img_name,mos' or 'ref_name,dist_name,mos'"
+                "a pyiqa meta CSV has 'img_name,mos' or 'ref_name,dist_name,mos' (or dmos)"
             )
         records = []
         for row in rows:
             image = row[image_column]
             reference = row.get("ref_name") or image
             records.append(
-                ImageRecord(self._resolve(image), self._parse_mos(row["mos"], meta_file), Path(reference).stem)
+                ImageRecord(self._resolve(image), self._parse_mos(row[score_column], meta_file), Path(reference).stem)
             )
         return records
 
@@ -124,6 +125,44 @@ class DatasetDescription:
         if key not in content:
             raise DatasetError(f"{self.name}: {path} has no variable {key!r}; is it the official file?")
         return np.asarray(content[key]).squeeze()
+
+    def _read_mat_strings(self, relative: str, key: str) -> list[str]:
+        """A MATLAB cell array of strings (e.g. image names) as a list."""
+        import numpy as np
+
+        return [str(np.asarray(cell).squeeze()) for cell in self._read_mat(relative, key).reshape(-1)]
+
+    def _read_csv(self, relative: str | Path, columns: set[str]) -> tuple[Path, list[dict[str, str]]]:
+        """Rows of a CSV label file (header names stripped, Excel's BOM ignored), columns checked."""
+        path = self._require_file(relative)
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = [name.strip() for name in next(reader, [])]
+            rows = [row + [""] * (len(header) - len(row)) for row in reader if any(row)]
+        self._require_columns(path, columns, header)
+        return path, [dict(zip(header, (cell.strip() for cell in row))) for row in rows]
+
+    def _read_xlsx(self, relative: str | Path, columns: set[str], sheet: str | int = 0) -> tuple[Path, list[dict]]:
+        """Rows of an Excel label sheet; the header is the first row holding all ``columns``."""
+        import pandas as pd
+
+        path = self._require_file(relative)
+        try:
+            table = pd.read_excel(path, sheet_name=sheet, header=None, dtype=object)
+        except ImportError as error:
+            raise DatasetError(
+                f"{self.name}: reading {path} needs openpyxl (pip install openpyxl), "
+                "or use the plain-text label file described in docs/datasets.md"
+            ) from error
+        except ValueError as error:  # no such sheet, or not a workbook
+            raise DatasetError(
+                f"{self.name}: cannot read sheet {sheet!r} of {path} ({error}); is it the official file?"
+            ) from error
+        cells = [[cell.strip() if isinstance(cell, str) else cell for cell in row] for row in table.to_numpy()]
+        start = next((i for i, row in enumerate(cells) if columns <= set(row)), None)
+        if start is None:  # no header row: report the first row as the header found
+            self._require_columns(path, columns, [str(cell) for cell in cells[0]] if cells else [])
+        return path, [dict(zip(cells[start], row)) for row in cells[start + 1:] if any(pd.notna(cell) for cell in row)]
 
     def _parse_mos(self, value: str, source: Path) -> float:
         try:

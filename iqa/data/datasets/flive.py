@@ -1,19 +1,24 @@
-"""FLIVE / PaQ-2-PiQ (Ying et al. 2020): ~40K in-the-wild images.
+"""FLIVE / PaQ-2-PiQ (Ying et al., CVPR 2020): 39,810 in-the-wild images.
 
-Layout: ``FLIVE/labels_image.csv`` (``name``, ``mos``) with the images under ``FLIVE/``
-at the relative paths of ``name`` (e.g. ``voc_emotic_ava/...``). The official split is
-read from an optional ``set`` column (train / validation / test), as the release's
-``labels_image.csv`` variants and pyiqa's split files provide. MOS in [0, 100].
+Layout: the ``database/`` folder of github.com/niu-haoran/FLIVE_Database, renamed
+``FLIVE/``: ``labels_image.csv`` (``name, mos``) with the images at the relative paths of
+``name`` (``voc_emotic_ava/…``, ``blur_dataset/…``, ``EE371R/…``). MOS in [0, 100],
+higher is better.
+
+The official split is defined by two files of github.com/baidut/PaQ-2-PiQ (``database/``),
+read as pyiqa does when both are in the folder: ``labels640.csv`` lists the test images
+(``name_image``: the 1,827 images larger than 640 px), ``labels=640_padded.csv`` marks the
+validation images (``is_valid``); all other images are for training. Without the two
+files the split is random.
 """
 
 from __future__ import annotations
 
-import csv
-
 from iqa.data.datasets.base import DatasetDescription, register_dataset
 from iqa.data.records import ImageRecord
 
-SETS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+TEST_FILE = "labels640.csv"
+VALIDATION_FILE = "labels=640_padded.csv"
 
 
 @register_dataset
@@ -24,12 +29,23 @@ class FLIVE(DatasetDescription):
     higher_is_better = True
 
     def read_official(self) -> list[ImageRecord]:
-        labels = self._require_file("labels_image.csv")
-        with open(labels, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        self._require_columns(labels, {"name", "mos"}, rows[0] if rows else [])
+        labels, rows = self._read_csv("labels_image.csv", {"name", "mos"})
+        split = self._official_split()
         return [
-            ImageRecord(self.root / row["name"], self._parse_mos(row["mos"], labels), row["name"],
-                        official_split=SETS.get(str(row.get("set", "")).strip().lower()))
+            ImageRecord(
+                self.root / row["name"],
+                self._parse_mos(row["mos"], labels),
+                row["name"],
+                official_split=split.get(row["name"], "train") if split else None,
+            )
             for row in rows
         ]
+
+    def _official_split(self) -> dict[str, str]:
+        if not ((self.root / TEST_FILE).is_file() and (self.root / VALIDATION_FILE).is_file()):
+            return {}
+        _, test_rows = self._read_csv(TEST_FILE, {"name_image"})
+        _, padded_rows = self._read_csv(VALIDATION_FILE, {"name_image", "is_valid"})
+        split = {row["name_image"]: "val" for row in padded_rows if row["is_valid"].lower() in ("true", "1")}
+        split.update({row["name_image"]: "test" for row in test_rows})
+        return split

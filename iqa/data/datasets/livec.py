@@ -1,14 +1,14 @@
-"""LIVE In the Wild Image Quality Challenge (Ghadiyaram & Bovik 2016): 1,162 images.
+"""LIVE In the Wild Image Quality Challenge (Ghadiyaram & Bovik, IEEE TIP 2016): 1,162 images.
 
-Layout: ``ChallengeDB_release/Data/AllMOS_release.mat`` (``AllMOS_release``),
-``Data/AllImages_release.mat`` (``AllImages_release``) and ``Images/``. The first 7
-entries are the training images shown to subjects (``Images/trainingImages``) and are
-skipped, as in every paper. MOS in [0, 100], higher is better.
+Layout: ``ChallengeDB_release/Data/AllImages_release.mat`` (``AllImages_release``, 1,169
+names), ``Data/AllMOS_release.mat`` (``AllMOS_release``, the MOS in the same order) and
+``Images/``. The first 7 entries are the training images shown to the subjects before
+the study (``Images/trainingImages/``) and are skipped, as in the papers (pyiqa, HyperIQA,
+DEIQT: entries 7…1168). MOS in [0, 100], higher is better.
 """
 
 from __future__ import annotations
 
-import numpy as np
 from iqa.data.datasets.base import DatasetDescription, DatasetError, register_dataset
 from iqa.data.records import ImageRecord
 
@@ -23,10 +23,13 @@ class LIVEChallenge(DatasetDescription):
     higher_is_better = True
 
     def read_official(self) -> list[ImageRecord]:
-        scores = self._read_mat("Data/AllMOS_release.mat", "AllMOS_release")
-        names = [str(np.asarray(n).squeeze()) for n in self._read_mat("Data/AllImages_release.mat", "AllImages_release")]
+        names = self._read_mat_strings("Data/AllImages_release.mat", "AllImages_release")
+        scores = self._read_mat("Data/AllMOS_release.mat", "AllMOS_release").reshape(-1)
         if len(names) != len(scores):
-            raise DatasetError(f"livec: {len(names)} image names but {len(scores)} scores under {self.root / 'Data'}")
+            raise DatasetError(
+                f"livec: {len(names)} image names but {len(scores)} scores under {self.root / 'Data'}; "
+                "are they the official release files?"
+            )
         return [
             ImageRecord(self.root / "Images" / name, float(score), name)
             for name, score in list(zip(names, scores))[N_TRAINING_IMAGES:]

@@ -1,17 +1,20 @@
-"""SPAQ (Fang et al. 2020): 11,125 smartphone photographs.
+"""SPAQ (Fang et al., CVPR 2020): 11,125 smartphone photographs.
 
-Layout: ``SPAQ/Annotations/MOS and Image attribute scores.xlsx`` (``Image name``,
-``MOS``; reading it needs ``openpyxl``) or its CSV export ``SPAQ/Annotations/mos.csv``,
-and ``SPAQ/TestImage/``. MOS in [0, 100], higher is better. Papers usually resize the
-shorter side to 512 first (``data.resize_shorter=512``).
+Layout: ``SPAQ/Annotations/MOS and Image attribute scores.xlsx`` (``Image name, MOS,
+Brightness, Colorfulness, Contrast, Noisiness, Sharpness``; reading it needs ``openpyxl``)
+or the same sheet saved as ``SPAQ/Annotations/MOS and Image attribute scores.csv`` (read
+first when present), and the photographs in ``SPAQ/TestImage/``. MOS in [0, 100], higher
+is better. The full-size photographs are usually downscaled first (the SPAQ paper: shorter
+side 512, ``data.resize_shorter=512``).
 """
 
 from __future__ import annotations
 
-import pandas as pd
-
-from iqa.data.datasets.base import DatasetDescription, DatasetError, register_dataset
+from iqa.data.datasets.base import DatasetDescription, register_dataset
 from iqa.data.records import ImageRecord
+
+LABELS = "Annotations/MOS and Image attribute scores"
+COLUMNS = {"Image name", "MOS"}
 
 
 @register_dataset
@@ -22,16 +25,12 @@ class SPAQ(DatasetDescription):
     higher_is_better = True
 
     def read_official(self) -> list[ImageRecord]:
-        csv_path = self.root / "Annotations" / "mos.csv"
-        if csv_path.is_file():
-            table, source = pd.read_csv(csv_path), csv_path
+        if (self.root / f"{LABELS}.csv").is_file():
+            labels, rows = self._read_csv(f"{LABELS}.csv", COLUMNS)
         else:
-            source = self._require_file("Annotations/MOS and Image attribute scores.xlsx")
-            try:
-                table = pd.read_excel(source)
-            except ImportError as error:
-                raise DatasetError(f"spaq: reading {source} needs openpyxl (pip install openpyxl), "
-                                   "or export it to Annotations/mos.csv") from error
-        self._require_columns(source, {"Image name", "MOS"}, table.columns)
-        return [ImageRecord(self.root / "TestImage" / str(name), float(mos), str(name))
-                for name, mos in zip(table["Image name"], table["MOS"])]
+            labels, rows = self._read_xlsx(f"{LABELS}.xlsx", COLUMNS)
+        names = [str(row["Image name"]) for row in rows]
+        return [
+            ImageRecord(self.root / "TestImage" / name, self._parse_mos(row["MOS"], labels), name)
+            for name, row in zip(names, rows)
+        ]
