@@ -1,4 +1,4 @@
-"""Image decoding to RGB uint8, resizing, and an optional on-disk cache of decoded images."""
+"""Decoding image files to RGB uint8 arrays, resizing, and an on-disk cache of decoded images."""
 
 from __future__ import annotations
 
@@ -8,100 +8,126 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-_HIGH_BIT_MODES = {"I;16", "I;16B", "I;16L", "I", "F"}
+_HIGH_DEPTH_GRAY = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+_WITH_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
 
 
 class CorruptImageError(ValueError):
-    """An image file that cannot be decoded; the message names it and the fix."""
+    """A file that cannot be decoded as an image; the message names it and the fixes."""
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: str | Path, reason: str = "") -> None:
+        self.path = Path(path)
+        self.reason = reason
+        detail = f" ({reason})" if reason else ""
         super().__init__(
-            f"cannot decode image {path} ({reason}); replace or remove the file, "
-            "or set data.on_corrupt=skip to skip such images with a warning"
+            f"cannot decode image {self.path}{detail}; remove or replace the file, "
+            "or set data.on_corrupt=skip to skip undecodable images with a warning"
         )
-        self.path = path
 
-
-def _high_bit_to_uint8(image: Image.Image) -> np.ndarray:
-    """16-bit / 32-bit single-channel images scaled (not clipped) to 8 bits."""
-    array = np.asarray(image, dtype=np.float64)
-    top = 65535.0 if image.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
-    if image.mode == "F":
-        top = 1.0 if array.max(initial=0) <= 1.0 else 255.0
-    gray = np.clip(np.round(array / top * 255.0), 0, 255).astype(np.uint8)
-    return np.repeat(gray[..., None], 3, axis=2)
+    def __reduce__(self):  # rebuilt from (path, reason) when sent between processes
+        return type(self), (self.path, self.reason)
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """Decode ``path`` to an (H, W, 3) uint8 array.
+    """Decode ``path`` to an (H, W, 3) uint8 RGB array, as an image viewer shows it.
 
-    EXIF orientation is applied; grayscale, palette, CMYK and 16-bit images are converted
-    (PIL reads 48-bit RGB PNGs by their high bytes, i.e. already scaled to 8 bits);
-    transparency is composited on white (how the image looks in a viewer).
-    Raises :class:`CorruptImageError` naming the file when it cannot be decoded.
+    * EXIF orientation is applied.
+    * Grayscale, palette and CMYK images are converted (CMYK naively, without ICC profiles).
+    * Transparency (RGBA, LA, palette or ``tRNS`` transparency) is composited on white,
+      so transparent areas look as they do on a page rather than exposing hidden colours.
+    * 16-bit and 32-bit grayscale (modes ``I;16``, ``I``, ``F``) is scaled to 8 bits, not
+      clipped: by 255/65535 for 16-bit data; mode ``I``/``F`` by the full scale of the
+      smallest of 8 bits, 16 bits or the maximum that holds the values (``F`` values in
+      [0, 1] by 255). Pillow decodes 16-bit RGB(A) PNG and TIFF files to 8 bits itself,
+      by the high byte of each sample (``v >> 8``), which is such a scaling too.
+
+    Raises:
+        CorruptImageError: the file is not a decodable image (unknown format, truncated,
+            damaged or unreadable). A missing file raises ``FileNotFoundError``.
     """
     path = Path(path)
     try:
         with Image.open(path) as image:
             image.load()
-            image = ImageOps.exif_transpose(image)
-            if image.mode in _HIGH_BIT_MODES:
-                return _high_bit_to_uint8(image)
-            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-                rgba = image.convert("RGBA")
-                canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(canvas, rgba)
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+            return _to_rgb(ImageOps.exif_transpose(image))
     except FileNotFoundError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except (OSError, SyntaxError, ValueError, EOFError) as error:  # Pillow's ways of failing on bad data
         raise CorruptImageError(path, str(error) or type(error).__name__) from error
 
 
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    if image.mode in _HIGH_DEPTH_GRAY:
+        return np.repeat(_high_depth_to_uint8(image)[..., None], 3, axis=2)
+    if image.mode in _WITH_ALPHA or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def _high_depth_to_uint8(image: Image.Image) -> np.ndarray:
+    values = np.asarray(image, dtype=np.float64)
+    peak = values.max(initial=0.0)
+    if image.mode.startswith("I;16"):
+        full_scale = 65535.0
+    elif image.mode == "F" and peak <= 1.0:
+        full_scale = 1.0
+    else:
+        full_scale = next((top for top in (255.0, 65535.0) if peak <= top), peak)
+    return np.clip(np.round(values * (255.0 / full_scale)), 0, 255).astype(np.uint8)
+
+
 def resize_shorter(image: np.ndarray, side: int) -> np.ndarray:
-    """Resize so the shorter side is ``side`` (bicubic, antialiased), keeping the aspect."""
+    """Resize an (H, W, 3) uint8 image so its shorter side is ``side``, keeping the aspect.
+
+    Bicubic; Pillow widens the kernel when shrinking, so downscaling is antialiased.
+    """
+    if side < 1:
+        raise ValueError(f"data.resize_shorter must be a positive side in pixels, got {side}")
     height, width = image.shape[:2]
-    scale = side / min(height, width)
-    if scale == 1:
+    if min(height, width) == side:
         return image
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC, reducing_gap=None))
+    scale = side / min(height, width)
+    size = (max(side, round(width * scale)), max(side, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC), dtype=np.uint8)
 
 
 class ImageCache:
-    """Decoded (and resized) images stored as ``.npy`` under ``cache_dir``.
+    """Decoded (and resized) images kept as ``.npy`` files under ``cache_dir``.
 
-    Entries are keyed by absolute path, size, modification time and resize setting, so
-    an edited file is decoded again. Writes go to a temporary file then ``os.replace``,
-    so concurrent DataLoader workers and DDP ranks can share one cache safely.
+    An entry is keyed by the file's absolute path, size and modification time and by the
+    resize setting, so an edited or replaced image is decoded again. Entries are written
+    to a temporary file and moved into place with ``os.replace`` (atomic), so DataLoader
+    workers and DDP ranks can share one cache: a reader sees a whole entry or none.
     """
 
     def __init__(self, cache_dir: str | Path) -> None:
         self.cache_dir = Path(cache_dir).expanduser()
         self.cache_dir.mkdir(parents=True, exist_ok=True)
 
-    def _entry(self, path: Path, resize: int | None) -> Path:
+    def entry(self, path: str | Path, resize: int | None = None) -> Path:
+        """The cache file that holds (or will hold) ``path`` decoded with this setting."""
+        path = Path(path).resolve()
         stat = path.stat()
-        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{resize}"
+        key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{resize}"
         digest = hashlib.sha1(key.encode()).hexdigest()
         return self.cache_dir / digest[:2] / f"{digest}.npy"
 
     def load(self, path: str | Path, resize: int | None = None) -> np.ndarray:
-        """The decoded image, from the cache when present, else decoded and stored."""
-        path = Path(path)
-        entry = self._entry(path, resize)
-        if entry.is_file():
-            try:
-                return np.load(entry)
-            except (OSError, ValueError):
-                pass  # a damaged entry is rebuilt below
+        """``path`` decoded and, if ``resize`` (``data.resize_shorter``) is set, resized so
+        its shorter side is ``resize``: from the cache if there, else decoded and stored."""
+        entry = self.entry(path, resize)
+        try:
+            return np.load(entry)
+        except (OSError, ValueError):  # absent, or damaged (e.g. by a full disk): made below
+            pass
         image = read_rgb(path)
         if resize:
             image = resize_shorter(image, resize)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=entry.parent, suffix=".tmp", delete=False) as handle:
+        entry.parent.mkdir(exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=entry.parent, prefix=entry.stem, suffix=".tmp", delete=False) as handle:
             np.save(handle, image)
         os.replace(handle.name, entry)
         return image
