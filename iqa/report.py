@@ -1,16 +1,22 @@
-"""Aggregate a Hydra multirun into the table the papers report.
+"""Aggregate a Hydra multirun into the table IQA papers report.
 
     python -m iqa.report multirun/train/<date> [--out DIR]
 
-Jobs are grouped by their overrides minus the split-varying ones (``protocol.split_index``,
-``seed``); for every metric of ``metrics.json`` the table gives the median, mean ± std and
-the number of splits. Writes ``report.md`` and ``report.csv``.
+Every job folder below the multirun folder holds Hydra's ``.hydra/overrides.yaml`` and,
+once finished, ``metrics.json``. Jobs are grouped by their overrides minus the ones that
+only change the split (``protocol.split_index``, ``seed``); for every ``test/`` metric
+the table gives the median over splits (the usual headline number), mean ± std (sample
+std) and the number of splits with a value. Jobs without ``metrics.json`` are listed as
+unfinished. Writes ``report.md`` and ``report.csv`` into ``--out`` (default: the
+multirun folder) and prints the Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 from pathlib import Path
 
@@ -18,55 +24,94 @@ import pandas as pd
 import yaml
 
 SPLIT_KEYS = ("protocol.split_index", "seed")
+METRIC_PREFIX = "test/"
 
 
-def collect(sweep_dir: Path) -> tuple[pd.DataFrame, list[Path]]:
-    """One row per finished job (its group and metrics), and the unfinished job folders."""
+class NoFinishedJobError(RuntimeError):
+    """The multirun folder holds no job with test metrics in ``metrics.json``."""
+
+
+def _natural_key(path: Path) -> list:
+    """Job folders in numeric order: 2 before 10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
+def group_name(overrides: list[str]) -> str:
+    """The overrides that define an experiment, i.e. all but the split-varying ones."""
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in SPLIT_KEYS]
+    return " ".join(kept) or "(defaults)"
+
+
+def collect(multirun_dir: Path) -> tuple[pd.DataFrame, list[Path]]:
+    """One row per (finished job, metric) with its group, and the unfinished job folders
+    (no readable ``metrics.json``) relative to ``multirun_dir``."""
     rows, unfinished = [], []
-    for overrides_file in sorted(sweep_dir.glob("**/.hydra/overrides.yaml")):
-        job = overrides_file.parent.parent
-        metrics_file = job / "metrics.json"
-        if not metrics_file.is_file():
-            unfinished.append(job)
+    jobs = sorted((f.parent.parent for f in multirun_dir.rglob(".hydra/overrides.yaml")), key=_natural_key)
+    for job in jobs:
+        try:
+            metrics = json.loads((job / "metrics.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):  # still running, failed, or killed while writing
+            unfinished.append(job.relative_to(multirun_dir))
             continue
-        overrides = yaml.safe_load(overrides_file.read_text()) or []
-        group = " ".join(o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in SPLIT_KEYS) or "(defaults)"
-        metrics = json.loads(metrics_file.read_text())
-        rows += [{"group": group, "metric": k, "value": v} for k, v in metrics.items() if k.startswith("test/")]
+        group = group_name(yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or [])
+        for metric, value in metrics.items():
+            if metric.startswith(METRIC_PREFIX) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                rows.append({"group": group, "metric": metric, "value": float(value)})
     return pd.DataFrame(rows, columns=["group", "metric", "value"]), unfinished
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """Median, mean, std and count per group and metric."""
-    table = runs.groupby(["group", "metric"])["value"].agg(["median", "mean", "std", "count"]).reset_index()
-    table["std"] = table["std"].fillna(0.0)
-    return table
+    """Median, mean, std (NaN for a single split) and count per group and metric,
+    groups and metrics in the order they first appear."""
+    table = runs.groupby(["group", "metric"], sort=False)["value"].agg(["median", "mean", "std", "count"])
+    return table.reset_index()
 
 
-def to_markdown(table: pd.DataFrame) -> str:
+def _number(metric: str, value: float) -> str:
+    if math.isnan(value):
+        return "–"
+    return f"{value:.0f}" if metric.endswith("n_images") else f"{value:.4f}"
+
+
+def to_markdown(table: pd.DataFrame, unfinished: list[Path]) -> str:
     lines = ["| group | metric | median | mean ± std | splits |", "|---|---|---|---|---|"]
     for row in table.itertuples(index=False):
-        lines.append(f"| {row.group} | {row.metric} | {row.median:.4f} | {row.mean:.4f} ± {row.std:.4f} | {row.count} |")
+        spread = f"{_number(row.metric, row.mean)} ± {_number(row.metric, row.std)}"
+        lines.append(f"| {row.group} | {row.metric} | {_number(row.metric, row.median)} | {spread} | {row.count} |")
+    if unfinished:
+        lines += ["", f"Unfinished jobs (no readable metrics.json): {', '.join(map(str, unfinished))}"]
     return "\n".join(lines)
+
+
+def report(multirun_dir: Path, out_dir: Path | None = None) -> str:
+    """Write ``report.md`` and ``report.csv`` and return the Markdown."""
+    if not multirun_dir.is_dir():
+        raise FileNotFoundError(f"{multirun_dir} is not a folder")
+    runs, unfinished = collect(multirun_dir)
+    if runs.empty:
+        raise NoFinishedJobError(
+            f"no finished job under {multirun_dir}: no job folder (with .hydra/overrides.yaml) has a metrics.json "
+            f"with test/ metrics ({len(unfinished)} unfinished)"
+        )
+    table = summarise(runs)
+    markdown = to_markdown(table, unfinished)
+    out_dir = out_dir or multirun_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.md").write_text(markdown + "\n")
+    table.to_csv(out_dir / "report.csv", index=False)
+    return markdown
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path, help="a Hydra multirun folder")
-    parser.add_argument("--out", type=Path, default=None, help="where to write report.md/.csv (default: sweep_dir)")
+    parser.add_argument("multirun_dir", type=Path, help="a Hydra multirun folder")
+    parser.add_argument("--out", type=Path, default=None, help="where to write report.md/.csv (default: multirun_dir)")
     args = parser.parse_args(argv)
-    runs, unfinished = collect(args.sweep_dir)
-    for job in unfinished:
-        print(f"unfinished (no metrics.json): {job}", file=sys.stderr)
-    if runs.empty:
-        print(f"error: no finished job (with metrics.json) under {args.sweep_dir}", file=sys.stderr)
+    try:
+        markdown = report(args.multirun_dir, args.out)
+    except (FileNotFoundError, NoFinishedJobError) as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
-    table = summarise(runs)
-    out = args.out or args.sweep_dir
-    out.mkdir(parents=True, exist_ok=True)
-    markdown = to_markdown(table)
-    (out / "report.md").write_text(markdown + "\n")
-    table.to_csv(out / "report.csv", index=False)
     print(markdown)
     return 0
 

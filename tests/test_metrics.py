@@ -1,100 +1,113 @@
-"""Image-level metrics: values, deduplication, logistic fit, and exactness on 2 gloo ranks."""
+"""Image-level metrics in one process: values, deduplication, logistic fit, degenerate
+inputs and the scatter plot. The 2-process run is in ``test_metrics_ddp.py``."""
 
 from __future__ import annotations
 
 import math
-import os
-import socket
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from matplotlib.image import imread
 from scipy import stats
-from torch.utils.data import DistributedSampler
 
 from iqa.metrics import KRCC, PLCC, RMSE, SRCC, IQAMetrics
-from iqa.metrics.logistic import logistic4, map_to_mos
+from iqa.metrics.logistic import fit_logistic, logistic4, map_to_mos
 from iqa.metrics.plots import scatter_plot
 
-PREDS = torch.tensor([0.1, 0.4, 0.35, 0.8, 0.7, 0.2, 0.9])
-MOS = torch.tensor([10.0, 30.0, 45.0, 70.0, 60.0, 25.0, 80.0])
+PREDS = torch.tensor([3.97, 3.05, 1.16, 1.54, 3.07, 1.17, 3.95], dtype=torch.float64)
+MOS = torch.tensor([3.27, 2.72, 1.38, 2.39, 3.49, 1.09, 4.5], dtype=torch.float64)
 IDS = torch.arange(7)
+KEYS = ("srcc", "plcc", "plcc_raw", "krcc", "rmse")
 
 
-def test_values_match_scipy():
-    metrics = IQAMetrics()
-    metrics.update(PREDS, MOS, IDS)
-    values = metrics.compute()
-    assert values["srcc"] == pytest.approx(stats.spearmanr(PREDS, MOS).statistic)
-    assert values["krcc"] == pytest.approx(stats.kendalltau(PREDS, MOS).statistic)
-    assert values["plcc_raw"] == pytest.approx(stats.pearsonr(PREDS, MOS).statistic)
-    assert values["plcc"] >= values["plcc_raw"] - 1e-6 and values["n_images"] == 7
-    for cls, key in ((SRCC, "srcc"), (KRCC, "krcc"), (PLCC, "plcc"), (RMSE, "rmse")):
-        single = cls()
-        single.update(PREDS, MOS, IDS)
-        assert float(single.compute()) == pytest.approx(float(values[key]), rel=1e-6)
+def computed(metric, *updates) -> dict[str, float] | float:
+    for update in updates:
+        metric.update(*update)
+    values = metric.compute()
+    return {k: float(v) for k, v in values.items()} if isinstance(values, dict) else float(values)
 
 
-def test_repeated_image_ids_count_once():
-    metrics = IQAMetrics()
-    metrics.update(PREDS, MOS, IDS)
-    metrics.update(PREDS[:2], MOS[:2], IDS[:2])  # padding duplicates
-    reference = IQAMetrics()
-    reference.update(PREDS, MOS, IDS)
-    assert metrics.compute() == reference.compute()
+def test_values_match_scipy_and_single_metrics_match_the_combined_one():
+    values = computed(IQAMetrics(), (PREDS, MOS, IDS))
+    mapped = map_to_mos(PREDS.numpy(), MOS.numpy())
+    assert values["srcc"] == pytest.approx(stats.spearmanr(PREDS, MOS).statistic, abs=1e-12)
+    assert values["krcc"] == pytest.approx(stats.kendalltau(PREDS, MOS).statistic, abs=1e-12)
+    assert values["plcc_raw"] == pytest.approx(stats.pearsonr(PREDS, MOS).statistic, abs=1e-12)
+    assert values["plcc"] == pytest.approx(stats.pearsonr(mapped, MOS).statistic, abs=1e-12)
+    assert values["rmse"] == pytest.approx(np.sqrt(np.mean((mapped - MOS.numpy()) ** 2)), abs=1e-12)
+    assert values["n_images"] == 7
+    for metric, key in ((SRCC(), "srcc"), (KRCC(), "krcc"), (PLCC(), "plcc"), (PLCC(logistic_fit=False), "plcc_raw"),
+                        (RMSE(), "rmse")):
+        assert computed(metric, (PREDS, MOS, IDS)) == values[key], key
 
 
-def test_logistic_fit_recovers_a_logistic_relation():
-    x = np.linspace(-3, 3, 50)
-    y = logistic4(x, 90.0, 10.0, 0.5, 0.7)
-    assert np.allclose(map_to_mos(x, y), y, atol=1e-3)
+def test_logistic_mapping_removes_a_monotone_nonlinearity():
+    preds = torch.linspace(-3, 3, 40, dtype=torch.float64)
+    mos = torch.from_numpy(logistic4(preds.numpy(), 90.0, 10.0, 0.5, 0.7))
+    values = computed(IQAMetrics(), (preds, mos, torch.arange(40)))
+    assert values["plcc"] == pytest.approx(1.0, abs=1e-9) and values["rmse"] < 1e-3
+    assert values["plcc_raw"] < 0.98 and values["srcc"] == pytest.approx(1.0)
 
 
-def test_degenerate_inputs_give_nan_not_errors():
-    metrics = IQAMetrics()
-    metrics.update(torch.ones(3), MOS[:3], IDS[:3])
-    assert math.isnan(float(metrics.compute()["srcc"]))
-    assert math.isnan(float(SRCC().compute()))
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_fit_recovers_increasing_and_decreasing_curves(sign):
+    x = np.linspace(20, 80, 60)
+    mos = logistic4(sign * x, 4.5, 1.2, sign * 50.0, 6.0)
+    assert np.allclose(logistic4(x, *fit_logistic(x, mos)), mos, atol=1e-4)
 
 
-def test_scatter_plot_writes_png(tmp_path):
-    path = scatter_plot(PREDS.numpy(), MOS.numpy(), tmp_path / "s.png", title="t")
-    assert path.read_bytes()[:4] == b"\x89PNG"
+def test_rmse_is_in_mos_units_and_correlations_are_scale_free():
+    small = computed(IQAMetrics(), (PREDS, MOS, IDS))
+    large = computed(IQAMetrics(), (PREDS * 20, MOS * 20, IDS))
+    assert large["rmse"] == pytest.approx(20 * small["rmse"], rel=1e-5)
+    for key in ("srcc", "krcc", "plcc", "plcc_raw"):
+        assert large[key] == pytest.approx(small[key], abs=1e-6)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def test_padding_duplicates_count_once_and_update_order_does_not_matter():
+    reference = computed(IQAMetrics(), (PREDS, MOS, IDS))
+    order = torch.tensor([6, 2, 0, 5, 1, 4, 3])
+    padded = computed(IQAMetrics(), (PREDS[order], MOS[order], IDS[order]), (PREDS[:2], MOS[:2], IDS[:2]))
+    assert padded == reference
 
 
-def _rank(rank: int, port: int, results) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    indices = list(DistributedSampler(range(7), num_replicas=2, rank=rank, shuffle=False))  # 4 each: one padded
-    ours = IQAMetrics()
-    ours.update(PREDS[indices], MOS[indices], IDS[indices])
-    from torchmetrics.regression import SpearmanCorrCoef
-
-    plain = SpearmanCorrCoef()
-    plain.update(PREDS[indices], MOS[indices])
-    values = ours.compute()
-    results[rank] = (float(values["srcc"]), float(values["plcc"]), int(values["n_images"]), float(plain.compute()))
-    dist.destroy_process_group()
+def test_an_id_with_two_mos_values_is_an_error():
+    metric = IQAMetrics()
+    metric.update(PREDS, MOS, IDS)
+    metric.update(PREDS[:1], MOS[:1] + 1, IDS[:1])
+    with pytest.raises(ValueError, match="image id 0 has several MOS values"):
+        metric.compute()
 
 
-def test_two_gloo_ranks_equal_one_process():
-    manager = mp.Manager()
-    results = manager.dict()
-    mp.spawn(_rank, args=(_free_port(), results), nprocs=2, join=True)
-    single = IQAMetrics()
-    single.update(PREDS, MOS, IDS)
-    expected = single.compute()
-    for rank in (0, 1):
-        srcc, plcc, n_images, plain = results[rank]
-        assert srcc == pytest.approx(float(expected["srcc"]), abs=1e-12)
-        assert plcc == pytest.approx(float(expected["plcc"]), abs=1e-9)
-        assert n_images == 7
-        assert plain != pytest.approx(srcc, abs=1e-3)  # the padded duplicate skews a plain metric
+@pytest.mark.parametrize(
+    "preds, mos",
+    [(PREDS[:1], MOS[:1]), (torch.ones(7), MOS), (PREDS, torch.full((7,), 3.0))],
+    ids=["one image", "constant predictions", "constant MOS"],
+)
+def test_degenerate_inputs_give_nan(preds, mos):
+    values = computed(IQAMetrics(), (preds, mos, torch.arange(len(preds))))
+    assert all(math.isnan(values[key]) for key in KEYS) and values["n_images"] == len(preds)
+    for metric in (SRCC(), KRCC(), PLCC(), RMSE()):
+        assert math.isnan(computed(metric, (preds, mos, torch.arange(len(preds)))))
+
+
+def test_metric_without_updates_gives_nan():
+    with pytest.warns(UserWarning, match="called before the ``update``"):
+        values = IQAMetrics().compute()
+    assert math.isnan(float(values["srcc"])) and int(values["n_images"]) == 0
+
+
+def test_too_few_images_for_the_fit_fall_back_to_raw_predictions_with_a_warning():
+    with pytest.warns(RuntimeWarning, match="logistic fit failed on 4 images"):
+        values = computed(IQAMetrics(), (PREDS[:4], MOS[:4], IDS[:4]))
+    assert values["plcc"] == values["plcc_raw"]
+    assert values["rmse"] == pytest.approx(float(torch.sqrt(torch.mean((PREDS[:4] - MOS[:4]) ** 2))))
+
+
+def test_scatter_plot_writes_a_png(tmp_path):
+    path = scatter_plot(PREDS.numpy(), MOS.numpy(), tmp_path / "scatter.png", title="koniq (test)")
+    height, width, _ = imread(path).shape
+    assert (width, height) == (540, 480)
+    constant = scatter_plot(np.ones(3), MOS.numpy()[:3], tmp_path / "constant.png")
+    assert constant.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
