@@ -1,6 +1,9 @@
-"""The torch backend of the selective scan against a plain sequential reference."""
+"""The selective scan's torch backend (compiled CPU loop and parallel scan) against a plain
+sequential reference, outputs and gradients of every input, and the backend dispatch."""
 
 from __future__ import annotations
+
+import importlib
 
 import pytest
 import torch
@@ -9,9 +12,13 @@ import torch.nn.functional as F
 from iqa.ops import selective_scan
 from iqa.ops.selective_scan import selective_scan_torch
 
+scan_module = importlib.import_module("iqa.ops.selective_scan")  # the package's attribute is the function
 
-def reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-    """Mamba's recurrence written out step by step (fp64)."""
+ALGORITHMS = ["numba", "scan"] if scan_module.recurrence_numba is not None else ["scan"]
+
+
+def reference(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """Mamba's recurrence (Alg. 2, eqs. 2a–2b) one sample, channel and step at a time, in fp64."""
     u, delta, A = u.double(), delta.double(), A.double()
     if delta_bias is not None:
         delta = delta + delta_bias.double()[:, None]
@@ -19,75 +26,138 @@ def reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
         delta = F.softplus(delta)
     batch, dim, length = u.shape
 
-    def at(matrix, b, t):  # (dim, N) for sample b, step t
+    def at(matrix, b, c, t):  # the N-vector of B or C used by sample b, channel c, step t
         matrix = matrix.double()
         if matrix.dim() == 2:
-            return matrix
+            return matrix[c]
         if matrix.dim() == 3:
-            return matrix[b, :, t].expand(dim, -1)
-        return matrix[b, :, :, t].repeat_interleave(dim // matrix.shape[1], dim=0)
+            return matrix[b, :, t]
+        return matrix[b, c // (dim // matrix.shape[1]), :, t]
 
-    outs, states = [], []
+    out = torch.zeros(batch, dim, length, dtype=torch.float64)
+    last_states = []
     for b in range(batch):
-        h = torch.zeros(dim, A.shape[1], dtype=torch.float64)
-        ys = []
-        for t in range(length):
-            h = torch.exp(delta[b, :, t, None] * A) * h + delta[b, :, t, None] * at(B, b, t) * u[b, :, t, None]
-            ys.append((h * at(C, b, t)).sum(-1))
-        outs.append(torch.stack(ys, -1))
-        states.append(h)
-    out = torch.stack(outs)
+        for c in range(dim):
+            h = torch.zeros(A.shape[1], dtype=torch.float64)
+            for t in range(length):
+                h = torch.exp(delta[b, c, t] * A[c]) * h + delta[b, c, t] * at(B, b, c, t) * u[b, c, t]
+                out[b, c, t] = (at(C, b, c, t) * h).sum()
+            last_states.append(h)
     if D is not None:
         out = out + u * D.double()[:, None]
     if z is not None:
         out = out * F.silu(z.double())
-    return out, torch.stack(states)
+    return out, torch.stack(last_states).view(batch, dim, -1)
 
 
-CASES = [  # batch, dim, length, n, B/C form, with D/z/bias/softplus
-    (2, 4, 1, 1, "grouped", True),
-    (1, 8, 17, 1, "grouped", True),
-    (2, 6, 33, 16, "shared", False),
-    (2, 4, 70, 16, "fixed", True),
-    (1, 4, 129, 2, "grouped", False),
-]
+CASES = {  # name: batch, dim, L, N, B form, C form, optional inputs, softplus
+    "L1-grouped-all": (2, 4, 1, 1, "grouped2", "grouped2", "D z bias", True),
+    "oddL-vmamba": (1, 8, 17, 1, "grouped4", "grouped4", "D bias", True),
+    "N16-shared-bare": (2, 6, 33, 16, "shared", "shared", "", False),
+    "N16-fixed-gated": (2, 4, 70, 16, "fixed", "fixed", "D z", True),
+    "mixed-forms": (1, 6, 129, 2, "fixed", "grouped3", "bias", False),
+    "batch3-z": (3, 6, 5, 3, "grouped3", "shared", "z", True),
+}
 
 
-def make(batch, dim, length, n, form, extras, seed=0):
+def make_inputs(batch, dim, length, n, b_form, c_form, optional, softplus, seed=0):
+    """Random inputs as a Mamba layer produces them: Δ > 0 without softplus, A < 0."""
     g = torch.Generator().manual_seed(seed)
-    randn = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    shapes = {"fixed": (dim, n), "shared": (batch, n, length), "grouped": (batch, 2, n, length)}
-    tensors = dict(u=randn(batch, dim, length), delta=randn(batch, dim, length) * 0.5,
-                   A=-torch.rand(dim, n, generator=g) - 0.5, B=randn(*shapes[form]) / n**0.5,
-                   C=randn(*shapes[form]) / n**0.5,
-                   D=randn(dim) if extras else None, z=randn(batch, dim, length) if extras else None,
-                   delta_bias=randn(dim) * 0.1 if extras else None)
-    return {k: (v.requires_grad_() if v is not None else None) for k, v in tensors.items()}, extras
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g)
+
+    def matrix(form):
+        shape = {"fixed": (dim, n), "shared": (batch, n, length)}.get(form) or (batch, int(form[-1]), n, length)
+        return randn(*shape) / n**0.5
+
+    delta = randn(batch, dim, length) if softplus else torch.rand(batch, dim, length, generator=g) + 0.05
+    inputs = {"u": randn(batch, dim, length), "delta": delta, "A": -torch.rand(dim, n, generator=g) - 0.5,
+              "B": matrix(b_form), "C": matrix(c_form), "D": randn(dim) if "D" in optional else None,
+              "z": randn(batch, dim, length) if "z" in optional else None,
+              "delta_bias": randn(dim) * 0.1 if "bias" in optional else None}
+    return {k: v.requires_grad_() if v is not None else None for k, v in inputs.items()}, softplus
 
 
-@pytest.mark.parametrize("algorithm", ["loop", "chunked"])
-@pytest.mark.parametrize("case", CASES, ids=[f"b{c[0]}d{c[1]}L{c[2]}n{c[3]}-{c[4]}" for c in CASES])
-def test_matches_reference_outputs_and_gradients(case, algorithm):
-    inputs, softplus = make(*case)
+def assert_close(ours: torch.Tensor, expected: torch.Tensor, name: str) -> None:
+    """Within 1e-5 of the fp64 reference, relative to the tensor's scale (or 1)."""
+    scale = max(1.0, expected.abs().max().item())
+    torch.testing.assert_close(ours.double(), expected, rtol=1e-5, atol=1e-5 * scale, msg=name)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_matches_reference_outputs_state_and_gradients(case, algorithm):
+    inputs, softplus = make_inputs(*case)
     out, last = selective_scan_torch(**inputs, delta_softplus=softplus, return_last_state=True, algorithm=algorithm)
     expected, expected_last = reference(**inputs, delta_softplus=softplus)
-    assert torch.allclose(out.double(), expected, atol=1e-5, rtol=1e-5)
-    assert torch.allclose(last.double(), expected_last, atol=1e-5, rtol=1e-5)
-    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
-    names = [k for k, v in inputs.items() if v is not None]
-    ours = torch.autograd.grad((out * weights).sum(), [inputs[k] for k in names])
-    theirs = torch.autograd.grad((expected * weights.double()).sum(), [inputs[k] for k in names])
+    assert out.dtype == torch.float32 and last.shape == expected_last.shape
+    assert_close(out, expected, "out")
+    assert_close(last, expected_last, "last state")
+    g = torch.Generator().manual_seed(1)
+    weights, last_weights = torch.randn(out.shape, generator=g), torch.randn(last.shape, generator=g)
+    names = [name for name, value in inputs.items() if value is not None]
+    ours = torch.autograd.grad((out * weights).sum() + (last * last_weights).sum(), [inputs[n] for n in names])
+    theirs = torch.autograd.grad((expected * weights.double()).sum() + (expected_last * last_weights.double()).sum(),
+                                 [inputs[n] for n in names])
     for name, a, b in zip(names, ours, theirs):
-        assert torch.allclose(a.double(), b.double(), atol=1e-4, rtol=1e-4), name
+        assert a.shape == inputs[name].shape
+        assert_close(a, b.double(), f"gradient of {name}")
 
 
-def test_dispatch():
-    inputs, _ = make(1, 4, 5, 1, "grouped", False)
-    assert torch.equal(selective_scan(**inputs), selective_scan_torch(**inputs))
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_half_precision_inputs_compute_in_fp32(algorithm):
+    inputs, _ = make_inputs(2, 8, 40, 4, "grouped4", "grouped4", "D z bias", True)
+    low = {k: v.detach().bfloat16().requires_grad_() if v is not None else None for k, v in inputs.items()}
+    exact = {k: v.detach().float().requires_grad_() if v is not None else None for k, v in low.items()}
+    out, last = selective_scan_torch(**low, delta_softplus=True, return_last_state=True, algorithm=algorithm)
+    expected, expected_last = selective_scan_torch(**exact, delta_softplus=True, return_last_state=True,
+                                                   algorithm=algorithm)
+    assert out.dtype == torch.bfloat16 and last.dtype == torch.float32
+    assert torch.equal(out, expected.bfloat16()) and torch.equal(last, expected_last)
+    out.float().sum().backward()
+    expected.sum().backward()
+    for name, value in low.items():
+        if value is not None:
+            assert value.grad.dtype == torch.bfloat16
+            assert torch.equal(value.grad, exact[name].grad.bfloat16()), name
+
+
+def test_algorithms_agree_at_vmamba_sizes():
+    """Stage-1-like shapes (4 direction groups, d_state 1, long L) where rounding would pile up."""
+    if len(ALGORITHMS) < 2:
+        pytest.skip("numba is not installed")
+    inputs, _ = make_inputs(1, 16, 3136, 1, "grouped4", "grouped4", "D bias", True)
+    outs = [selective_scan_torch(**inputs, delta_softplus=True, algorithm=a) for a in ALGORITHMS]
+    grads = [torch.autograd.grad(o.square().sum(), [inputs["A"], inputs["B"]]) for o in outs]
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
+
+
+def test_auto_uses_numba_on_cpu_and_falls_back_to_the_parallel_scan(monkeypatch):
+    inputs, _ = make_inputs(1, 4, 9, 2, "grouped2", "grouped2", "D", True)
+    if scan_module.recurrence_numba is not None:
+        assert torch.equal(selective_scan(**inputs), selective_scan_torch(**inputs, algorithm="numba"))
+    monkeypatch.setattr(scan_module, "recurrence_numba", None)  # as when numba does not import
+    assert torch.equal(selective_scan(**inputs), selective_scan_torch(**inputs, algorithm="scan"))
+    with pytest.raises(ValueError, match="pip install numba"):
+        selective_scan_torch(**inputs, algorithm="numba")
+
+
+def test_argument_errors():
+    inputs, _ = make_inputs(1, 4, 5, 1, "grouped2", "grouped2", "", False)
     with pytest.raises(ValueError, match="auto, cuda or torch"):
         selective_scan(**inputs, backend="numba")
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        selective_scan_torch(**inputs, algorithm="chunked")
+    with pytest.raises(ValueError, match="G dividing dim = 4"):
+        selective_scan(**{**inputs, "B": torch.randn(1, 3, 1, 5)})
     try:
         import mamba_ssm  # noqa: F401
     except ImportError:
         with pytest.raises(ImportError, match=r"pip install '\.\[mamba\]'"):
+            selective_scan(**inputs, backend="cuda")
+    else:
+        with pytest.raises(ValueError, match="needs CUDA tensors"):
             selective_scan(**inputs, backend="cuda")

@@ -1,28 +1,40 @@
-"""Selective scan (Mamba's S6 recurrence, Gu & Dao 2023, Alg. 2) with the semantics and
-argument names of ``mamba_ssm``'s ``selective_scan_fn``.
+"""Selective scan (Mamba's S6, Gu & Dao 2023, Alg. 2) with the semantics and argument names of
+``mamba_ssm.ops.selective_scan_interface.selective_scan_fn``.
 
-With Δ = softplus(delta + delta_bias) (or without softplus), the zero-order-hold
-discretisation of A and the Euler one of B (eqs. 2a–2b as mamba_ssm computes them):
+With Δ = softplus(delta + delta_bias) (softplus only if ``delta_softplus``), A discretised by
+zero-order hold and B by Euler's rule (eqs. 2a–2b as mamba_ssm computes them):
 
     h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t,      y_t = C_t · h_t + D u_t,      out = y ⊙ silu(z)
 
-Shapes: ``u, delta, z`` (batch, dim, L); ``A`` (dim, N); ``B, C`` (dim, N) fixed, (batch, N, L)
-shared by all channels, or grouped (batch, G, N, L) where channel ``g·(dim/G) + h`` uses group
-``g`` (VMamba's four scan directions); ``D, delta_bias`` (dim,). Real-valued only.
+Shapes: ``u, delta, z`` (batch, dim, L); ``A`` (dim, N); ``B, C`` (dim, N) fixed over time,
+(batch, N, L) shared by all channels, or (batch, G, N, L) where channel c uses group
+c // (dim / G) (VMamba's G = 4 scan directions); ``D, delta_bias`` (dim,). Real-valued only.
+The output has u's dtype; the last state (batch, dim, N) is fp32; all arithmetic is fp32.
 
-Backends: ``"cuda"`` is mamba_ssm's kernel (``pip install .[mamba]``); ``"torch"`` is ours and
-runs anywhere with autograd: a chunked scan (a few large kernels per chunk of the sequence
-instead of one tiny step per position) on GPUs and whenever gradients are needed, and the plain
-recurrence for CPU inference, where it is the faster of the two (docs/benchmarks.md).
-``"auto"`` takes the kernel for CUDA tensors when mamba_ssm imports.
+Backends:
+
+* ``"cuda"``: mamba_ssm's fused kernel (``pip install '.[mamba]'``), CUDA tensors only.
+* ``"torch"``: ours, on any device, with autograd. Torch computes the element-wise parts
+  (Δ and the gate) and one of two algorithms runs the recurrence, chosen by measurement
+  (docs/benchmarks.md): on CPU a compiled loop (:mod:`iqa.ops.scan_numba`, when numba
+  imports), elsewhere a log-depth parallel scan (:mod:`iqa.ops.scan_torch`). Both have a
+  hand-written adjoint as backward pass; the gradient of the last state is propagated too.
+* ``"auto"``: ``"cuda"`` for CUDA tensors when mamba_ssm imports, otherwise ``"torch"``.
 """
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
-CHUNK = 64
+from iqa.ops.scan_torch import recurrence_scan
+
+try:
+    from iqa.ops.scan_numba import recurrence_numba
+except ImportError:  # numba is optional: the parallel scan runs on CPUs too
+    recurrence_numba = None
+
+BACKENDS = ("auto", "cuda", "torch")
+ALGORITHMS = ("numba", "scan")
 
 
 def _mamba_kernel():
@@ -33,86 +45,55 @@ def _mamba_kernel():
     return selective_scan_fn
 
 
-def _per_channel(matrix: torch.Tensor, dim: int) -> torch.Tensor:
-    """B or C as (batch, dim, N, L), or (dim, N) when fixed over time."""
-    if matrix.dim() == 2:
-        return matrix
-    if matrix.dim() == 3:
-        matrix = matrix.unsqueeze(1)
-    groups = matrix.shape[1]
-    return matrix.repeat_interleave(dim // groups, dim=1)
-
-
-def _inputs(u, delta, A, B, delta_bias, delta_softplus):
-    """Δ, exp-argument Δ·A (batch, dim, L, N) and Δ·B·u (batch, dim, L, N), in fp32."""
-    delta = delta.float()
-    if delta_bias is not None:
-        delta = delta + delta_bias.float()[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)
-    log_decay = delta.unsqueeze(-1) * A.float()[:, None, :]  # (b, d, L, N)
-    B = _per_channel(B.float(), u.shape[1])
-    B_t = B[None, :, None, :] if B.dim() == 2 else B.transpose(-1, -2)  # (b|1, d, L, N)
-    drive = (delta * u.float()).unsqueeze(-1) * B_t
-    return log_decay, drive
-
-
-def _states_loop(log_decay: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
-    """All states h_1..h_L by the plain recurrence (fast on CPU)."""
-    decay = torch.exp(log_decay)
-    state = drive.new_zeros(drive.shape[:2] + drive.shape[3:])
-    states = []
-    for t in range(drive.shape[2]):
-        state = decay[:, :, t] * state + drive[:, :, t]
-        states.append(state)
-    return torch.stack(states, dim=2)
-
-
-def _states_chunked(log_decay: torch.Tensor, drive: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
-    """All states by chunks: inside a chunk h_t = Σ_{s≤t} exp(S_t − S_s) Δ_sB_su_s + exp(S_t) h_0
-    with S the running sum of Δ·A, computed as one masked (chunk × chunk) product."""
-    batch, dim, length, n = drive.shape
-    state = drive.new_zeros(batch, dim, n)
-    out = []
-    for start in range(0, length, chunk):
-        S = torch.cumsum(log_decay[:, :, start : start + chunk], dim=2)  # (b, d, T, N)
-        T = S.shape[2]
-        gaps = S.unsqueeze(3) - S.unsqueeze(2)  # (b, d, t, s, N) = S_t - S_s
-        causal = torch.ones(T, T, dtype=torch.bool, device=S.device).tril()
-        weights = torch.exp(gaps.masked_fill(~causal[None, None, :, :, None], float("-inf")))
-        states = (weights * drive[:, :, start : start + chunk].unsqueeze(2)).sum(3) + torch.exp(S) * state.unsqueeze(2)
-        state = states[:, :, -1]
-        out.append(states)
-    return torch.cat(out, dim=2)
+def _check_shapes(u, delta, A, B, C) -> None:
+    batch, dim, length = u.shape
+    if delta.shape != u.shape or A.shape[0] != dim:
+        raise ValueError(f"u, delta must be (batch, dim, L) and A (dim, N); got {tuple(u.shape)}, "
+                         f"{tuple(delta.shape)}, {tuple(A.shape)}")
+    n_state = A.shape[1]
+    for name, matrix in (("B", B), ("C", C)):
+        groups = matrix.shape[1] if matrix.dim() == 4 else 1
+        allowed = {2: (dim, n_state), 3: (batch, n_state, length), 4: (batch, groups, n_state, length)}
+        if allowed.get(matrix.dim()) != tuple(matrix.shape) or dim % groups:
+            raise ValueError(f"{name} must be (dim, N), (batch, N, L) or (batch, G, N, L) with G dividing "
+                             f"dim = {dim} (N = {n_state}, L = {length}); got {tuple(matrix.shape)}")
 
 
 def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                          return_last_state=False, algorithm: str | None = None):
-    """Our portable backend; ``algorithm`` ``"loop"`` or ``"chunked"`` (default: measured choice)."""
+    """The ``"torch"`` backend; ``algorithm`` is ``"numba"`` (CPU) or ``"scan"``, by default
+    numba on CPU when it imports, else the parallel scan."""
     if algorithm is None:
-        training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, delta, A, B, C))
-        algorithm = "chunked" if u.is_cuda or training else "loop"
-    log_decay, drive = _inputs(u, delta, A, B, delta_bias, delta_softplus)
-    states = _states_chunked(log_decay, drive) if algorithm == "chunked" else _states_loop(log_decay, drive)
-    C = _per_channel(C.float(), u.shape[1])
-    C_t = C[None, :, None, :] if C.dim() == 2 else C.transpose(-1, -2)
-    out = (states * C_t).sum(-1)
-    if D is not None:
-        out = out + u.float() * D.float()[:, None]
+        algorithm = "numba" if u.device.type == "cpu" and recurrence_numba is not None else "scan"
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"scan algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if algorithm == "numba" and (recurrence_numba is None or u.device.type != "cpu"):
+        raise ValueError("the numba algorithm needs numba (pip install numba) and CPU tensors")
+    _check_shapes(u, delta, A, B, C)
+    recurrence = recurrence_numba if algorithm == "numba" else recurrence_scan
+    u32, dt = u.float(), delta.float()
+    if delta_bias is not None:
+        dt = dt + delta_bias.float()[:, None]
+    if delta_softplus:
+        dt = F.softplus(dt)
+    y, last_state = recurrence(u32, dt, A.float(), B.float(), C.float(), D.float() if D is not None else None)
     if z is not None:
-        out = out * F.silu(z.float())
-    out = out.to(u.dtype)
-    return (out, states[:, :, -1]) if return_last_state else out
+        y = y * F.silu(z.float())
+    out = y.to(u.dtype)
+    return (out, last_state) if return_last_state else out
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                    return_last_state=False, backend: str = "auto"):
     """Dispatch to ``backend`` (``auto`` | ``cuda`` | ``torch``); see the module docstring."""
-    if backend not in ("auto", "cuda", "torch"):
+    if backend not in BACKENDS:
         raise ValueError(f"scan backend must be auto, cuda or torch, got {backend!r}")
     kernel = _mamba_kernel() if backend != "torch" else None
-    if backend == "cuda" and kernel is None:
-        raise ImportError("scan_backend=cuda needs mamba_ssm: pip install '.[mamba]' on a CUDA machine")
+    if backend == "cuda":
+        if kernel is None:
+            raise ImportError("scan_backend=cuda needs mamba_ssm: pip install '.[mamba]' on a CUDA machine")
+        if not u.is_cuda:
+            raise ValueError("scan_backend=cuda needs CUDA tensors; use auto or torch")
     if kernel is not None and u.is_cuda:
         return kernel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
