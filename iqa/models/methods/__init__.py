@@ -1,1 +1,2 @@
 from iqa.models.methods import loda  # noqa: F401
+from iqa.models.methods import qmamba  # noqa: F401

@@ -1,0 +1,131 @@
+"""QMamba and LQMamba (Guan et al., "QMamba: On First Exploration of Vision Mamba for Image
+Quality Assessment"; the code is not public).
+
+QMamba is VMamba v2 (:mod:`iqa.models.backbones.vmamba`) with a one-output regression head
+(Sec. 3.1.1, Table 1); LQMamba replaces the cross scan by a local window scan (Sec. 3.1.2).
+What the paper leaves open, and how the local scan was inferred from its parameter counts,
+is in docs/qmamba.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from iqa.models.backbones.vmamba import VSSM, StageHook
+from iqa.models.base import IMAGENET_MEAN, IMAGENET_STD, IQAModel
+from iqa.models.pretrained import PretrainedWeightsError, is_weights_file, read_state_dict
+from iqa.registry import register_model
+
+_logger = logging.getLogger(__name__)
+
+# Table 1: depths and width of QMamba-T/S/B (d_state 1, ssm_ratio 2, as VMamba v2).
+SIZES = {
+    "tiny": dict(depths=(2, 2, 4, 2), dims=96),
+    "small": dict(depths=(2, 2, 15, 2), dims=96),
+    "base": dict(depths=(2, 2, 15, 2), dims=128),
+}
+HEAD_KEYS = ("classifier.head.weight", "classifier.head.bias")
+LOCAL_SCAN_MARK = ".op.scan."  # parameters of LQMamba's window scan, absent from VMamba checkpoints
+
+
+class LoadReport(NamedTuple):
+    """Keys of a weights file that were not used, or that the model lacked."""
+
+    missing: list[str]
+    unexpected: list[str]
+    wrong_shape: list[str]
+    dropped_head: bool
+
+
+@register_model("qmamba")
+class QMamba(IQAModel):
+    """VMamba → global average pool → linear → one score per image.
+
+    Args:
+        size: ``tiny`` / ``small`` / ``base`` (Table 1).
+        scan: ``cross`` (QMamba, VMamba's four-way scan) or ``local`` (LQMamba).
+        pretrained: a local VMamba ImageNet checkpoint (``.pth`` with a ``model`` entry, or
+            ``.safetensors``); nothing is downloaded.
+        checkpoint: a local state dict with VMamba's key names (e.g. a trained QMamba), loaded
+            after ``pretrained``.
+        strict: refuse weights whose keys do not fit (the 1000-class ImageNet head, and the
+            local-scan gates missing from a VMamba checkpoint, are expected and allowed).
+        scan_backend: ``auto`` | ``cuda`` | ``torch``, for :func:`iqa.ops.selective_scan`.
+        **vmamba_kwargs: VMamba's constructor arguments (``depths``, ``dims``, ``ssm_d_state``,
+            ``ssm_ratio``, ``mlp_ratio``, ``drop_path_rate``, ``num_classes``, ``window_sizes``, …;
+            see :class:`VSSM`), overriding the size's.
+    """
+
+    def __init__(
+        self,
+        size: str = "tiny",
+        scan: str = "cross",
+        pretrained: str | Path | None = None,
+        checkpoint: str | Path | Mapping[str, torch.Tensor] | None = None,
+        strict: bool = True,
+        scan_backend: str = "auto",
+        **vmamba_kwargs,
+    ) -> None:
+        if size not in SIZES:
+            raise ValueError(f"model.size={size!r}: choose one of {', '.join(SIZES)}")
+        # Any input side works: the local scan zero-pads maps its windows do not tile.
+        super().__init__(IMAGENET_MEAN, IMAGENET_STD, fixed_input_size=None)
+        config = {**SIZES[size], "num_classes": 1, "drop_path_rate": 0.1, **vmamba_kwargs}
+        self.backbone = VSSM(scan=scan, scan_backend=scan_backend, **config)
+        if pretrained is not None:
+            if not is_weights_file(str(pretrained)):
+                raise PretrainedWeightsError(
+                    f"model.pretrained={pretrained!r}: VMamba weights are not in timm; download a checkpoint "
+                    "from the MzeroMiko/VMamba releases (e.g. vssm_small_0229_ckpt_epoch_222.pth for size=small) "
+                    "and pass its path")
+            self.load_vmamba(pretrained, strict)
+        if checkpoint is not None:
+            self.load_vmamba(checkpoint, strict)
+
+    def load_vmamba(self, source: str | Path | Mapping[str, torch.Tensor], strict: bool = True) -> LoadReport:
+        """Load weights with VMamba's key names into the backbone; returns (and logs) what did not fit.
+
+        A classifier head of another shape (ImageNet's 1000 classes) is dropped and keeps its
+        initialisation. With ``strict`` any other missing, unexpected or mis-shaped key raises.
+        """
+        state = dict(source if isinstance(source, Mapping) else read_state_dict(source))
+        own = self.backbone.state_dict()
+        dropped_head = any(k in state and state[k].shape != own[k].shape for k in HEAD_KEYS)
+        if dropped_head:
+            for key in HEAD_KEYS:
+                state.pop(key, None)
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        wrong_shape = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
+        allowed = set(HEAD_KEYS) if dropped_head else set()
+        local_scan_keys = {k for k in own if LOCAL_SCAN_MARK in k}
+        if local_scan_keys.isdisjoint(state):  # a VMamba checkpoint: LQMamba's gates start fresh
+            allowed |= local_scan_keys
+        unfit = [k for k in missing if k not in allowed] + unexpected + wrong_shape
+        name = "the given state dict" if isinstance(source, Mapping) else str(source)
+        if strict and unfit:
+            raise KeyError(
+                f"{name} does not fit this QMamba (VMamba key names expected): missing "
+                f"{[k for k in missing if k not in allowed][:5]}, unexpected {unexpected[:5]}, wrong shape "
+                f"{wrong_shape[:5]}; check size/depths/dims/scan, or pass strict=False to load what fits")
+        self.backbone.load_state_dict({k: v for k, v in state.items() if k in own and k not in wrong_shape},
+                                      strict=False)
+        report = LoadReport(missing, unexpected, wrong_shape, dropped_head)
+        if missing or unexpected or wrong_shape:
+            _logger.warning("loaded %s: %d keys kept their initialisation (%s), %d unused (%s), %d of another "
+                            "shape (%s)%s", name, len(missing), missing[:5], len(unexpected), unexpected[:5],
+                            len(wrong_shape), wrong_shape[:5], "; classifier head dropped" if dropped_head else "")
+        return report
+
+    def stage_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Every stage's feature map (before its downsample), fine to coarse."""
+        return self.backbone.stage_features(images)
+
+    def forward(self, images: torch.Tensor, stage_hook: StageHook | None = None) -> torch.Tensor:
+        """Scores ``(B,)``. ``stage_hook(i, features)`` may transform stage ``i``'s output (a prompt)."""
+        return self.backbone(images, stage_hook).squeeze(-1)
