@@ -101,3 +101,20 @@ def test_cross_dataset_evaluation_scores_every_image(trained, compose_train):
     cfg = compose_train(f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", "data=synthetic", "data.crop_size=32",
                         "data.n_test_crops=1", "data.num_workers=0", name="eval")
     assert evaluate(cfg)["test/n_images"] == 630
+
+
+@pytest.mark.parametrize("logger", ["tensorboard", "wandb"])
+def test_training_logs_through_each_logger(logger, compose_train, tmp_path, monkeypatch):
+    """A real run with TensorBoard, and with W&B (offline: no key, no network), writes its logs."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = compose_train(f"logger={logger}", "trainer.max_epochs=1", "trainer.limit_test_batches=1")
+    train(cfg)
+    run_dir = tmp_path / "run"
+    if logger == "tensorboard":
+        logged = list((run_dir / "lightning_logs").rglob("events.out.tfevents.*"))
+    else:
+        logged = list(run_dir.rglob("run-*.wandb"))
+    assert logged and all(path.stat().st_size > 0 for path in logged)
