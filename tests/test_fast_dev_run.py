@@ -18,9 +18,12 @@ MODEL_OVERRIDES = {  # tiny variants of each model option
     "swin": ["model.size=tiny", "model.img_size=64", "data.crop_size=64"],
     "loda": ["model.vit_embed_dim=32", "model.vit_depth=2", "model.vit_num_heads=2", "model.cnn=resnet10t",
              "model.latent_dim=16", "data.crop_size=224", "data.n_test_crops=1"],
+    "vp_mplug": ["model.checkpoint={vlm_dir}/mplug_owl2", "model.dtype=float32", "data.crop_size=28",
+                 "data.n_test_crops=1"],
 }
+FROZEN_MODELS = {"vp_mplug"}  # nothing trains without a prompt
 PROMPT_OVERRIDES = {"none": [], "padding": ["prompt.size=4"], "patch": ["prompt.size=8"], "overlay": []}
-PAIRS = [(m, p) for m in MODEL_OVERRIDES for p in PROMPT_OVERRIDES]
+PAIRS = [(m, p) for m in MODEL_OVERRIDES for p in PROMPT_OVERRIDES if not (m in FROZEN_MODELS and p == "none")]
 
 
 def test_every_model_and_prompt_option_is_covered():
@@ -29,9 +32,10 @@ def test_every_model_and_prompt_option_is_covered():
 
 
 @pytest.mark.parametrize("model,prompt", PAIRS, ids=[f"{m}-{p}" for m, p in PAIRS])
-def test_fast_dev_run(compose_train, model, prompt, monkeypatch):
+def test_fast_dev_run(compose_train, tiny_vlm_dir, model, prompt, monkeypatch):
+    overrides = [o.format(vlm_dir=tiny_vlm_dir) for o in MODEL_OVERRIDES[model]]
     cfg = compose_train(f"model={model}", f"prompt={prompt}", "trainer.fast_dev_run=true", "data.batch_size=2",
-                        "data.eval_batch_size=2", *MODEL_OVERRIDES[model], *PROMPT_OVERRIDES[prompt])
+                        "data.eval_batch_size=2", *overrides, *PROMPT_OVERRIDES[prompt])
     seen = {}
     original_step = torch.optim.AdamW.step
 
@@ -47,3 +51,13 @@ def test_fast_dev_run(compose_train, model, prompt, monkeypatch):
 
         prompt_size = sum(p.numel() for p in instantiate(cfg.prompt).parameters())
         assert seen["n"] == prompt_size
+
+
+@pytest.mark.parametrize("model", sorted(FROZEN_MODELS))
+def test_frozen_model_without_prompt_has_nothing_to_train(compose_train, tiny_vlm_dir, model):
+    from iqa.models.base import ConfigurationError
+
+    overrides = [o.format(vlm_dir=tiny_vlm_dir) for o in MODEL_OVERRIDES[model]]
+    cfg = compose_train(f"model={model}", "prompt=none", "trainer.fast_dev_run=true", *overrides)
+    with pytest.raises(ConfigurationError, match="nothing to train.*choose prompt="):
+        train(cfg)

@@ -35,3 +35,18 @@ def test_whole_image_mode_and_bad_settings():
         MultiCrop(None, 3, train=False)
     with pytest.raises(ValueError, match="n_test_crops=10"):
         MultiCrop(16, 4, train=False, mode="ten")
+
+
+def test_center_mode_takes_the_central_crop_and_flips_only_in_training():
+    image = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    centre = torch.from_numpy(image[4:36, 14:46]).permute(2, 0, 1)
+    test_crop = MultiCrop(32, 1, train=False, mode="center")(image, image_id=3)
+    assert torch.equal(test_crop[0], centre)
+    torch.manual_seed(0)
+    seen = {MultiCrop(32, 1, train=True, hflip=True, mode="center")(image, image_id=3)[0].flip(-1).equal(centre)
+            for _ in range(20)}
+    assert seen == {True, False}  # the centre crop, mirrored about half the time
+    with pytest.raises(ValueError, match="data.n_train_crops=1"):
+        MultiCrop(32, 3, train=True, mode="center")
+    with pytest.raises(ValueError, match="data.train_crop_mode='ten'"):
+        MultiCrop(32, 10, train=True, mode="ten")

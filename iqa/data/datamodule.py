@@ -34,7 +34,7 @@ class IQADataModule(L.LightningDataModule):
         meta_files: per-name pyiqa-style meta CSVs replacing the official label files.
         test_on: names of benchmarks tested in full (cross-dataset).
         protocol: how each training benchmark is split.
-        crop_size, n_train_crops, n_test_crops, test_crop_mode, hflip, vflip: crops
+        crop_size, n_train_crops, n_test_crops, train_crop_mode, test_crop_mode, hflip, vflip: crops
             (see :class:`~iqa.data.transforms.MultiCrop`).
         resize_shorter: resize the shorter side before cropping.
         repeat: times each training image is visited per epoch, each time with new
@@ -58,6 +58,7 @@ class IQADataModule(L.LightningDataModule):
         crop_size: int | None = 224,
         n_train_crops: int = 1,
         n_test_crops: int = 10,
+        train_crop_mode: str = "random",
         test_crop_mode: str = "random",
         hflip: bool = True,
         vflip: bool = False,
@@ -81,7 +82,8 @@ class IQADataModule(L.LightningDataModule):
         self.train_descriptions = [self._describe(n, data_dir, roots, meta_files) for n in datasets]
         self.test_only_descriptions = [self._describe(n, data_dir, roots, meta_files) for n in (test_on or [])]
         self.protocol = protocol
-        self.train_crops = MultiCrop(crop_size, n_train_crops, train=True, hflip=hflip, vflip=vflip)
+        self.train_crops = MultiCrop(crop_size, n_train_crops, train=True, hflip=hflip, vflip=vflip,
+                                     mode=train_crop_mode)
         self.test_crops = MultiCrop(crop_size, n_test_crops, train=False, mode=test_crop_mode)
         self.resize_shorter = resize_shorter
         self.repeat = repeat

@@ -38,8 +38,10 @@ class MultiCrop:
             test time positions are drawn from a generator seeded by the image id, so
             every run and every rank sees the same crops.
         hflip, vflip: random flips (training only).
-        mode: ``"random"`` positions, or ``"ten"`` — the four corners and the centre,
-            each also mirrored (torchvision's TenCrop; needs ``n_crops=10``).
+        mode: ``"random"`` positions; ``"ten"`` — the four corners and the centre, each
+            also mirrored (torchvision's TenCrop; needs ``n_crops=10``, testing only); or
+            ``"center"`` — the central crop (``n_crops=1``; with random flips in training),
+            as CLIP-style preprocessing after ``data.resize_shorter`` does.
     """
 
     def __init__(
@@ -51,8 +53,13 @@ class MultiCrop:
         vflip: bool = False,
         mode: str = "random",
     ) -> None:
-        if mode not in ("random", "ten"):
-            raise ValueError(f"data.test_crop_mode must be 'random' or 'ten', got {mode!r}")
+        stage = "train" if train else "test"
+        if mode not in ("random", "ten", "center") or (mode == "ten" and train):
+            raise ValueError(f"data.{stage}_crop_mode={mode!r}: choose random, center"
+                             + ("" if train else " or ten"))
+        if mode == "center" and n_crops != 1:
+            raise ValueError(f"data.{stage}_crop_mode=center takes one crop per image: set data.n_{stage}_crops=1 "
+                             f"(it is {n_crops})")
         if mode == "ten" and n_crops != 10:
             raise ValueError(f"data.test_crop_mode='ten' needs data.n_test_crops=10, got {n_crops}")
         if crop_size is None and n_crops != 1:
@@ -72,6 +79,9 @@ class MultiCrop:
         chw = upscale_to_fit(chw, self.crop_size)
         if self.mode == "ten" and not self.train:
             return self._ten_crop(chw)
+        if self.mode == "center":
+            crops = self._centre_crop(chw)[None]
+            return self._random_flips(crops) if self.train else crops
         generator = None if self.train else torch.Generator().manual_seed(int(image_id))
         height, width = chw.shape[-2:]
         tops = torch.randint(0, height - self.crop_size + 1, (self.n_crops,), generator=generator)
@@ -84,12 +94,15 @@ class MultiCrop:
     def _crop(self, image: torch.Tensor, top: int, left: int) -> torch.Tensor:
         return image[:, top : top + self.crop_size, left : left + self.crop_size]
 
+    def _centre_crop(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        return self._crop(image, (height - self.crop_size) // 2, (width - self.crop_size) // 2)
+
     def _ten_crop(self, image: torch.Tensor) -> torch.Tensor:
         height, width = image.shape[-2:]
         size = self.crop_size
-        corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
-                   ((height - size) // 2, (width - size) // 2)]
-        crops = torch.stack([self._crop(image, top, left) for top, left in corners])
+        corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size)]
+        crops = torch.stack([self._crop(image, top, left) for top, left in corners] + [self._centre_crop(image)])
         return torch.cat([crops, crops.flip(-1)])
 
     def _random_flips(self, crops: torch.Tensor) -> torch.Tensor:

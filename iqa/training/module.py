@@ -7,8 +7,10 @@ import logging
 import lightning as L
 import torch
 import torch.nn as nn
+from torch.nn.modules.batchnorm import _NormBase
 
 from iqa.metrics import IQAMetrics
+from iqa.models.base import ConfigurationError
 from iqa.models.pipeline import ScoringPipeline
 from iqa.training.losses import WeightedLoss
 from iqa.training.optim import OptimizerSpec, SchedulerSpec
@@ -28,8 +30,8 @@ class IQAModule(L.LightningModule):
     crop scores per image, maps them back to the dataset's MOS scale and updates one
     :class:`~iqa.metrics.IQAMetrics` per dataset (one loader per dataset).
 
-    Checkpoints hold only trainable parameters and buffers (a prompt on a frozen 7B
-    model stays small); the frozen parts are rebuilt from the config.
+    Checkpoints hold only trainable parameters and normalisation running statistics (a
+    prompt on a frozen 7B model stays small); the frozen parts are rebuilt from the config.
     """
 
     def __init__(
@@ -95,7 +97,12 @@ class IQAModule(L.LightningModule):
         return parts["loss"]
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_spec.build(self.trainable_parameters())
+        parameters = self.trainable_parameters()
+        if not parameters:
+            raise ConfigurationError(
+                f"nothing to train: model={type(self.net.model).__name__} is frozen and no prompt is set; "
+                "choose prompt=padding|patch|overlay (or another trainable option)")
+        optimizer = self.optimizer_spec.build(parameters)
         total_steps = int(self.trainer.estimated_stepping_batches)
         steps_per_epoch = max(1, total_steps // max(1, self.trainer.max_epochs or 1))
         scheduler = self.scheduler_spec.build(optimizer, steps_per_epoch, total_steps)
@@ -148,11 +155,16 @@ class IQAModule(L.LightningModule):
         for metric in self.test_metrics.values():
             metric.reset()
 
-    # -- checkpoints: trainable tensors + buffers + the resolved config ----------------------
+    # -- checkpoints: trainable tensors + running statistics + the resolved config ------------
     def _stored_keys(self) -> set[str]:
+        """Trainable parameters and the buffers training changes (normalisation running
+        statistics, also of frozen modules kept in train mode); everything else is rebuilt
+        from the config and the pretrained weights."""
         trainable = {f"net.{n}" for n, p in self.net.named_parameters() if p.requires_grad}
-        buffers = {f"net.{n}" for n, _ in self.net.named_buffers()}
-        return trainable | buffers
+        running = {f"net.{owner}.{n}" if owner else f"net.{n}"
+                   for owner, module in self.net.named_modules() if isinstance(module, _NormBase)
+                   for n, _ in module.named_buffers(recurse=False)}
+        return trainable | running
 
     def state_dict(self, *args, **kwargs) -> dict[str, torch.Tensor]:
         full = super().state_dict(*args, **kwargs)

@@ -1,0 +1,85 @@
+"""Pixel-level visual prompts in front of a frozen mPLUG-Owl2 (arXiv 2509.03494).
+
+The image, already prompted by :class:`iqa.models.prompts.PixelPrompt` and normalised by the
+pipeline, goes with a fixed instruction through the frozen model; quality is read from the
+next-token logits of rating words (:class:`QualityReadout`). Only the prompt trains.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer
+
+from iqa.models.base import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, ConfigurationError, IQAModel
+from iqa.models.methods.quality_readout import QualityReadout, default_prompt, tokenize_with_image
+from iqa.models.mplug_owl2 import IMAGE_TOKEN_INDEX, load_mplug_owl2
+from iqa.registry import register_model
+
+# The official visual-prompt code normalises with ImageNet statistics; mPLUG-Owl2 was trained with CLIP's.
+NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    if name not in NORMALIZATIONS:
+        raise ConfigurationError(f"model.normalize={name!r}: choose imagenet (official) or clip")
+    return NORMALIZATIONS[name]
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ConfigurationError(f"model.dtype={name!r}: choose one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+@register_model("vp_mplug")
+class VisualPromptMplugOwl2(IQAModel):
+    """Frozen mPLUG-Owl2 scoring normalised ``(B, 3, S, S)`` images (S = 448 for the 7B).
+
+    Args:
+        checkpoint: local official folder (``config.json``, weights, tokenizer files), e.g.
+            ``mplug-owl2-llama2-7b`` or Q-Align's ``one-align``.
+        quality_score_type: rating-word readout, e.g. ``good+fine_vs_poor+bad`` or ``qalign5``.
+        prompt_text: the instruction with ``<|image|>``; default: the score type's own.
+        tokenizer: folder of the tokenizer when it is not in ``checkpoint``.
+        normalize: ``imagenet`` (the official visual-prompt code) or ``clip`` (mPLUG-Owl2's own).
+        dtype: weights' type; ``bfloat16`` on GPUs, ``float32`` for CPU tests.
+        gradient_checkpointing: recompute the frozen layers in backward, so prompt gradients at
+            batch 32 fit in memory.
+        attn_implementation: ``sdpa`` or ``eager``.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        quality_score_type: str = "good+fine_vs_poor+bad",
+        prompt_text: str | None = None,
+        tokenizer: str | Path | None = None,
+        normalize: str = "imagenet",
+        dtype: str = "bfloat16",
+        gradient_checkpointing: bool = True,
+        attn_implementation: str = "sdpa",
+    ) -> None:
+        if checkpoint is None:
+            raise ConfigurationError("model=vp_mplug needs model.checkpoint=<local mPLUG-Owl2 folder>")
+        mean, std = normalization(normalize)
+        backbone = load_mplug_owl2(checkpoint, dtype=torch_dtype(dtype), attn_implementation=attn_implementation,
+                                   gradient_checkpointing=gradient_checkpointing)
+        super().__init__(mean, std, fixed_input_size=backbone.config.vision.image_size)
+        self.backbone = backbone.requires_grad_(False).eval()
+        text_tokenizer = AutoTokenizer.from_pretrained(str(tokenizer or checkpoint), local_files_only=True)
+        self.readout = QualityReadout(quality_score_type, text_tokenizer)
+        ids = tokenize_with_image(text_tokenizer, prompt_text or default_prompt(quality_score_type), IMAGE_TOKEN_INDEX)
+        self.register_buffer("input_ids", torch.tensor([ids]), persistent=False)
+
+    def train(self, mode: bool = True) -> VisualPromptMplugOwl2:
+        super().train(mode)
+        self.backbone.eval()  # frozen: no dropout, whatever the trainer asks
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        input_ids = self.input_ids.expand(len(images), -1)
+        last = self.backbone.model(input_ids, images).last_hidden_state[:, -1]
+        return self.readout(self.backbone.lm_head(last))  # next-token logits at the last position only
