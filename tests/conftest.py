@@ -65,8 +65,9 @@ def compose_train(tmp_path, data_dir):
 @pytest.fixture(scope="session")
 def tiny_vlm_dir(tmp_path_factory) -> Path:
     """Tiny random vision-language models saved as local folders (see tests/tiny_vlms.py)."""
-    from tests.tiny_vlms import save_tiny_mplug_owl2
+    from tests.tiny_vlms import save_tiny_llava, save_tiny_mplug_owl2
 
     root = tmp_path_factory.mktemp("vlms")
     save_tiny_mplug_owl2(root / "mplug_owl2")
+    save_tiny_llava(root / "llava")
     return root

@@ -20,8 +20,9 @@ MODEL_OVERRIDES = {  # tiny variants of each model option
              "model.latent_dim=16", "data.crop_size=224", "data.n_test_crops=1"],
     "vp_mplug": ["model.checkpoint={vlm_dir}/mplug_owl2", "model.dtype=float32", "data.crop_size=28",
                  "data.n_test_crops=1"],
+    "vp_mllm": ["model.hf_id={vlm_dir}/llava", "model.dtype=float32", "data.crop_size=28", "data.n_test_crops=1"],
 }
-FROZEN_MODELS = {"vp_mplug"}  # nothing trains without a prompt
+FROZEN_MODELS = {"vp_mplug", "vp_mllm"}  # nothing trains without a prompt
 PROMPT_OVERRIDES = {"none": [], "padding": ["prompt.size=4"], "patch": ["prompt.size=8"], "overlay": []}
 PAIRS = [(m, p) for m in MODEL_OVERRIDES for p in PROMPT_OVERRIDES if not (m in FROZEN_MODELS and p == "none")]
 

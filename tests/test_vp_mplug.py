@@ -126,3 +126,19 @@ def test_saved_checkpoint_holds_only_the_prompt(compose_train, tiny_vlm_dir):
     train(cfg)
     checkpoint = read_checkpoint(f"{cfg.paths.output_dir}/checkpoints/last.ckpt")
     assert set(checkpoint["state_dict"]) == {f"net.prompt.{side}" for side in ("top", "bottom", "left", "right")}
+
+
+@pytest.mark.parametrize("dataset", ["kadid", "koniq", "agiqa"])
+def test_official_recipe_presets_run(compose_train, tiny_vlm_dir, dataset):
+    from iqa.experiment import train
+
+    cfg = compose_train(f"experiment=vp_mplug_{dataset}", "model=vp_mplug", "data=synthetic", "trainer=cpu", "trainer.precision=32-true",
+                        f"model.checkpoint={tiny_vlm_dir / 'mplug_owl2'}", "model.dtype=float32", "prompt.size=4",
+                        "data.crop_size=28", "data.resize_shorter=28", "data.n_test_crops=1", "data.batch_size=2",
+                        "data.eval_batch_size=2",
+                        "data.num_workers=0", "trainer.fast_dev_run=true")
+    assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.optimizer.momentum, cfg.scheduler.name) == ("sgd", 60, 0.0,
+                                                                                                   "constant")
+    assert cfg.callbacks.checkpoint.monitor == cfg.callbacks.early_stopping.monitor == "val/srcc_plcc"
+    assert cfg.trainer.gradient_clip_val == 1.0 and cfg.data.train_crop_mode == "center"
+    assert train(cfg)["test/n_images"] > 0

@@ -140,8 +140,9 @@ class IQAModule(L.LightningModule):
         if not self.val_metrics:
             return
         results = self._summarise("val", self.val_metrics)
-        if len(self.val_metrics) > 1:  # the monitored key has one name in every run
-            results["val/srcc"] = results["val/mean/srcc"]
+        if len(self.val_metrics) > 1:  # the monitored keys have one name in every run
+            results["val/srcc"], results["val/plcc"] = results["val/mean/srcc"], results["val/mean/plcc"]
+        results["val/srcc_plcc"] = (results["val/srcc"] + results["val/plcc"]) / 2  # the VP paper's selection
         monitored = results.pop("val/srcc")
         self.log_dict(results)
         self.log("val/srcc", monitored, prog_bar=True)

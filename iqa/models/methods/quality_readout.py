@@ -49,6 +49,13 @@ def default_prompt(score_type: str) -> str:
     return QALIGN_PROMPT if score_type == "qalign5" else RATE_PROMPT
 
 
+def chat_turn(score_type: str) -> tuple[str, str]:
+    """The same texts for a chat template: the user's question and the start of the answer."""
+    if score_type == "qalign5":
+        return "How would you rate the quality of this image?", "The quality of the image is"
+    return "Rate the technical quality of the image.", ""
+
+
 def rating_token_id(tokenizer, word: str) -> int:
     """The id of the single token that spells " word"; a clear error when there is none."""
     vocab = tokenizer.get_vocab()
