@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PretrainedConfig
 
 from iqa.models.base import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, ConfigurationError, IQAModel
 from iqa.models.methods.quality_readout import QualityReadout, default_prompt, tokenize_with_image
@@ -69,7 +69,9 @@ class VisualPromptMplugOwl2(IQAModel):
                                    gradient_checkpointing=gradient_checkpointing)
         super().__init__(mean, std, fixed_input_size=backbone.config.vision.image_size)
         self.backbone = backbone.requires_grad_(False).eval()
-        text_tokenizer = AutoTokenizer.from_pretrained(str(tokenizer or checkpoint), local_files_only=True)
+        # config=: the folder's config.json (model_type mplug_owl2) is not a transformers model type
+        text_tokenizer = AutoTokenizer.from_pretrained(str(tokenizer or checkpoint), local_files_only=True,
+                                                       config=PretrainedConfig())
         self.readout = QualityReadout(quality_score_type, text_tokenizer)
         ids = tokenize_with_image(text_tokenizer, prompt_text or default_prompt(quality_score_type), IMAGE_TOKEN_INDEX)
         self.register_buffer("input_ids", torch.tensor([ids]), persistent=False)
