@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 
 from tests.conftest import CONF
 
-GROUPS = ["model", "prompt", "data", "protocol", "trainer", "logger", "callbacks", "experiment"]
+GROUPS = ["model", "prompt", "data", "protocol", "trainer", "logger", "callbacks", "loss", "experiment"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml")) if not p.stem.startswith("_")]
 # presets with `???` values that the user must supply on the command line
 REQUIRED = {("protocol", "split_file"): ["protocol.split_file=/splits.csv"]}

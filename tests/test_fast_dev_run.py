@@ -21,10 +21,14 @@ MODEL_OVERRIDES = {  # tiny variants of each model option
     "vp_mplug": ["model.checkpoint={vlm_dir}/mplug_owl2", "model.dtype=float32", "data.crop_size=28",
                  "data.n_test_crops=1"],
     "vp_mllm": ["model.hf_id={vlm_dir}/llava", "model.dtype=float32", "data.crop_size=28", "data.n_test_crops=1"],
+    "qmamba": ["+model.depths=[1,1,1,1]", "+model.dims=16", "data.crop_size=32"],
 }
 FROZEN_MODELS = {"vp_mplug", "vp_mllm"}  # nothing trains without a prompt
-PROMPT_OVERRIDES = {"none": [], "padding": ["prompt.size=4"], "patch": ["prompt.size=8"], "overlay": []}
-PAIRS = [(m, p) for m in MODEL_OVERRIDES for p in PROMPT_OVERRIDES if not (m in FROZEN_MODELS and p == "none")]
+PROMPT_OVERRIDES = {"none": [], "padding": ["prompt.size=4"], "patch": ["prompt.size=8"], "overlay": [],
+                    "styleprompt": ["prompt.n_components=2"], "ssf": [], "linear_probe": []}
+FEATURE_PROMPTS, STAGED_MODELS = {"styleprompt", "ssf", "linear_probe"}, {"qmamba"}  # prompts on the stages of a backbone
+PAIRS = [(m, p) for m in MODEL_OVERRIDES for p in PROMPT_OVERRIDES
+         if not (m in FROZEN_MODELS and p == "none") and (p not in FEATURE_PROMPTS or m in STAGED_MODELS)]
 
 
 def test_every_model_and_prompt_option_is_covered():
@@ -50,7 +54,12 @@ def test_fast_dev_run(compose_train, tiny_vlm_dir, model, prompt, monkeypatch):
     if prompt != "none":  # only the prompt trains
         from hydra.utils import instantiate
 
-        prompt_size = sum(p.numel() for p in instantiate(cfg.prompt).parameters())
+        prompt_module = instantiate(cfg.prompt)
+        if prompt in FEATURE_PROMPTS:
+            prompt_module.bind(instantiate(cfg.model).stage_channels)
+        prompt_size = sum(p.numel() for p in prompt_module.parameters())
+        if getattr(prompt_module, "tune_head", False):
+            prompt_size += sum(p.numel() for p in instantiate(cfg.model).head.parameters())
         assert seen["n"] == prompt_size
 
 

@@ -42,6 +42,23 @@ class LoadReport(NamedTuple):
     dropped_head: bool
 
 
+def backbone_of_run(path: str | Path) -> dict[str, torch.Tensor]:
+    """The VMamba-keyed weights stored in a QMamba run's checkpoint (``model.init_from``)."""
+    from iqa.checkpoint import read_checkpoint  # the training package imports the models
+
+    checkpoint = read_checkpoint(path)
+    target = checkpoint["iqa_config"]["model"]["_target_"]
+    if target != f"{__name__}.QMamba":
+        raise PretrainedWeightsError(f"model.init_from={path} is a run of {target}, not of QMamba; "
+                                     "start from a model=qmamba run")
+    prefix = "net.model.backbone."
+    state = {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
+    if not state:
+        raise PretrainedWeightsError(f"model.init_from={path} holds no QMamba weights: that run trained only a "
+                                     "prompt; start from a run that trained the model (prompt=none)")
+    return state
+
+
 @register_model("qmamba")
 class QMamba(IQAModel):
     """VMamba → global average pool → linear → one score per image.
@@ -53,6 +70,9 @@ class QMamba(IQAModel):
             ``.safetensors``); nothing is downloaded.
         checkpoint: a local state dict with VMamba's key names (e.g. a trained QMamba), loaded
             after ``pretrained``.
+        init_from: a previous run's checkpoint (``train.py``'s ``.ckpt``) whose backbone and head
+            start this model, e.g. a source-domain run before prompt tuning on a target
+            (the transferable task, Sec. 4.4); loaded last.
         strict: refuse weights whose keys do not fit (the 1000-class ImageNet head, and the
             local-scan gates missing from a VMamba checkpoint, are expected and allowed).
         scan_backend: ``auto`` | ``cuda`` | ``torch``, for :func:`iqa.ops.selective_scan`.
@@ -67,6 +87,7 @@ class QMamba(IQAModel):
         scan: str = "cross",
         pretrained: str | Path | None = None,
         checkpoint: str | Path | Mapping[str, torch.Tensor] | None = None,
+        init_from: str | Path | None = None,
         strict: bool = True,
         scan_backend: str = "auto",
         **vmamba_kwargs,
@@ -86,6 +107,8 @@ class QMamba(IQAModel):
             self.load_vmamba(pretrained, strict)
         if checkpoint is not None:
             self.load_vmamba(checkpoint, strict)
+        if init_from is not None:
+            self.load_vmamba(backbone_of_run(init_from), strict)
 
     def load_vmamba(self, source: str | Path | Mapping[str, torch.Tensor], strict: bool = True) -> LoadReport:
         """Load weights with VMamba's key names into the backbone; returns (and logs) what did not fit.
@@ -121,6 +144,16 @@ class QMamba(IQAModel):
                             "shape (%s)%s", name, len(missing), missing[:5], len(unexpected), unexpected[:5],
                             len(wrong_shape), wrong_shape[:5], "; classifier head dropped" if dropped_head else "")
         return report
+
+    @property
+    def stage_channels(self) -> list[int]:
+        """Channel width of each stage's output (what a feature prompt modulates)."""
+        return list(self.backbone.dims)
+
+    @property
+    def head(self) -> torch.nn.Linear:
+        """The regression head (trainable beside a prompt with ``tune_head``)."""
+        return self.backbone.classifier.head
 
     def stage_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Every stage's feature map (before its downsample), fine to coarse."""
