@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 from iqa.models.base import IQAModel
+from iqa.models.baselines.vit_tuners import add_adapters, add_deep_prompts, add_lora
 from iqa.models.pretrained import load_pretrained, timm_normalisation
 from iqa.registry import register_model
 
@@ -28,29 +29,32 @@ class TimmRegressor(IQAModel):
         pretrained: ``None`` (random init), a timm tag found in the local HF cache, or a
             local weights file.
         tuning: ``full`` trains everything; ``linear_probe`` freezes the backbone (kept
-            in eval mode, so BatchNorm statistics do not move) and trains the head.
+            in eval mode, so BatchNorm statistics do not move) and trains the head; subclasses
+            may offer tuners inside the frozen backbone (:attr:`tunings`).
         head_dropout: dropout before the head.
         fixed_input_size: the side the backbone requires (ViT/Swin), else ``None``.
         timm_kwargs: extra timm constructor arguments (e.g. ``img_size``).
     """
 
+    tunings: tuple[str, ...] = ("full", "linear_probe")
+
     def __init__(self, arch: str, pretrained: str | None = None, tuning: str = "full", head_dropout: float = 0.0,
                  fixed_input_size: int | None = None, **timm_kwargs) -> None:
-        if tuning not in ("full", "linear_probe"):
-            raise ValueError(f"model.tuning must be 'full' or 'linear_probe', got {tuning!r}")
+        if tuning not in self.tunings:
+            raise ValueError(f"model.tuning={tuning!r}: {type(self).__name__} offers {', '.join(self.tunings)}")
         super().__init__(*timm_normalisation(arch, pretrained), fixed_input_size)
         backbone = timm.create_model(arch, pretrained=False, num_classes=0, **timm_kwargs)
         if pretrained:
             load_pretrained(backbone, pretrained, arch)
         self.backbone = backbone
         self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(backbone.num_features, 1))
-        self.linear_probe = tuning == "linear_probe"
-        if self.linear_probe:
+        self.frozen_backbone = tuning != "full"
+        if self.frozen_backbone:
             self.backbone.requires_grad_(False)
 
     def train(self, mode: bool = True) -> TimmRegressor:
         super().train(mode)
-        if self.linear_probe:
+        if self.frozen_backbone:
             self.backbone.eval()
         return self
 
@@ -70,11 +74,26 @@ class ResNetIQA(TimmRegressor):
 
 @register_model("vit")
 class ViTIQA(TimmRegressor):
-    """ViT-T/S/B, patch 16; needs ``img_size`` square inputs (224 by default)."""
+    """ViT-T/S/B, patch 16; needs ``img_size`` square inputs (224 by default).
 
-    def __init__(self, size: str = "base", img_size: int = 224, **kwargs) -> None:
+    Besides ``full`` and ``linear_probe``, ``tuning`` may add a tuner to the frozen ViT (LoDa
+    Table 6, :mod:`iqa.models.baselines.vit_tuners`): ``adapter`` (bottleneck ``adapter_dim``),
+    ``lora`` (rank ``lora_rank``, scale ``lora_alpha / lora_rank``, on qkv), ``vpt``
+    (``vpt_tokens`` prompt tokens per block); the tuner and the head train.
+    """
+
+    tunings = ("full", "linear_probe", "adapter", "lora", "vpt")
+
+    def __init__(self, size: str = "base", img_size: int = 224, tuning: str = "full", adapter_dim: int = 64,
+                 lora_rank: int = 8, lora_alpha: float = 8.0, vpt_tokens: int = 10, **kwargs) -> None:
         super().__init__(_choose(VIT_NAMES, size, "model.size"), img_size=img_size, fixed_input_size=img_size,
-                         **kwargs)
+                         tuning=tuning, **kwargs)
+        tuners = {"adapter": lambda: add_adapters(self.backbone, adapter_dim),
+                  "lora": lambda: add_lora(self.backbone, lora_rank, lora_alpha),
+                  "vpt": lambda: add_deep_prompts(self.backbone, vpt_tokens)}
+        if tuning in tuners:
+            for parameter in tuners[tuning]():
+                parameter.requires_grad_(True)
 
 
 @register_model("swin")
