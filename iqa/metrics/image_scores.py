@@ -63,14 +63,15 @@ class ImageScores(Metric):
         self.target.append(target.detach().double().flatten())
         self.image_ids.append(image_ids.detach().long().flatten())
 
-    def scores(self) -> tuple[np.ndarray, np.ndarray]:
+    def scores(self, with_ids: bool = False) -> tuple[np.ndarray, ...]:
         """Predictions and MOS of all processes, one entry per distinct image id, ordered
-        by id. Under DDP this gathers the states: call it on every rank."""
+        by id (preceded by the ids with ``with_ids``). Under DDP this gathers the states:
+        call it on every rank."""
         already_synced = self._is_synced  # inside compute()
         with self.sync_context(self.dist_sync_fn, should_sync=self._to_sync and not already_synced,
                                should_unsync=not already_synced):
             if isinstance(self.preds, list) and not self.preds:  # never updated
-                return np.zeros(0), np.zeros(0)
+                return (np.zeros(0, dtype=np.int64),) * with_ids + (np.zeros(0), np.zeros(0))
             ids = dim_zero_cat(self.image_ids).cpu().numpy()
             preds = dim_zero_cat(self.preds).cpu().numpy()
             target = dim_zero_cat(self.target).cpu().numpy()
@@ -79,7 +80,7 @@ class ImageScores(Metric):
         if not np.array_equal(mos_per_id, target):
             clash = ids[np.flatnonzero(mos_per_id != target)[0]]
             raise ValueError(f"image id {clash} has several MOS values: ids must be unique within one metric")
-        return preds[first], target[first]
+        return (ids[first],) * with_ids + (preds[first], target[first])
 
     def compute(self) -> torch.Tensor:
         preds, target = self.scores()

@@ -99,6 +99,20 @@ class TestReport(L.Callback):
         results = {**pl_module.test_results, **pl_module.parameter_counts()}
         with open(self.output_dir / "metrics.json", "w") as handle:
             json.dump(results, handle, indent=2, sort_keys=True)
-        for name, (predicted, mos) in pl_module.test_scores.items():
+        for name, (ids, predicted, mos) in pl_module.test_scores.items():
             scatter_plot(predicted, mos, self.output_dir / f"scatter_{name}.png", title=f"{name} (test)")
+            self._per_type_report(name, trainer.datamodule, ids, predicted, mos)
         log.info("wrote %s", self.output_dir / "metrics.json")
+
+    def _per_type_report(self, name: str, datamodule, ids: np.ndarray, predicted: np.ndarray, mos: np.ndarray) -> None:
+        """``per_type_<name>.csv`` and a PLCC bar chart when the test images carry distortion types."""
+        from iqa.metrics.per_type import per_type_bar_chart, per_type_metrics, write_per_type_csv
+
+        test_set = datamodule.test_sets[name]
+        distortion_of = {i: record.distortion for i, record in zip(test_set.ids, test_set.records)}
+        distortions = [distortion_of[int(i)] for i in ids]
+        if not any(distortions):
+            return
+        rows = per_type_metrics(distortions, predicted, mos)
+        write_per_type_csv(rows, self.output_dir / f"per_type_{name}.csv")
+        per_type_bar_chart(rows, self.output_dir / f"per_type_{name}.png", title=f"{name} (test): PLCC per distortion")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _NormBase
@@ -50,7 +51,7 @@ class IQAModule(L.LightningModule):
         self.test_metrics = nn.ModuleDict()
         self.run_config: dict | None = None
         self.test_results: dict[str, float] = {}
-        self.test_scores: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.test_scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # ids, predictions, MOS
 
     # -- parameters -----------------------------------------------------------------------
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -151,7 +152,7 @@ class IQAModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.test_results = self._summarise("test", self.test_metrics)
-        self.test_scores = {name: metric.scores() for name, metric in self.test_metrics.items()}
+        self.test_scores = {name: metric.scores(with_ids=True) for name, metric in self.test_metrics.items()}
         self.log_dict(self.test_results)
         for metric in self.test_metrics.values():
             metric.reset()
