@@ -143,3 +143,29 @@ def test_checkpoint_of_another_configuration_is_rejected():
     inputs = images(1)
     with torch.no_grad():
         torch.testing.assert_close(same(inputs), other.eval()(inputs), atol=0, rtol=0)
+
+
+def test_extractor_only_ablation_appends_distortion_tokens():
+    """Table 7's "ViT + extractor": no injectors; the projected tokens join the sequence."""
+    torch.manual_seed(0)
+    model = create_model("loda", vit="tiny", vit_depth=2, cnn="resnet10t", latent_dim=16, injection="tokens")
+    trainable = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"extractor", "token_projection", "head"}
+    images = torch.randn(2, 3, 224, 224, requires_grad=True)
+    scores = model(images)
+    scores.sum().backward()
+    assert scores.shape == (2,) and model.token_projection.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="model.injection"):
+        create_model("loda", vit="tiny", vit_depth=1, cnn="resnet10t", injection="concat")
+
+
+def test_official_recipe_preset_runs(compose_train):
+    from iqa.experiment import train
+
+    cfg = compose_train("experiment=loda", "model=loda", "model.vit=tiny", "model.vit_depth=1", "model.cnn=resnet10t",
+                        "model.latent_dim=16", "data=synthetic", "data.crop_size=224", "data.resize_shorter=224",
+                        "data.n_test_crops=1", "data.batch_size=2", "data.eval_batch_size=2", "trainer=cpu",
+                        "trainer.precision=32-true", "trainer.fast_dev_run=true")
+    assert (cfg.seed, cfg.loss.terms, cfg.optimizer.lr, cfg.data.vflip, cfg.data.repeat) == (3407, {"plcc": 1.0}, 3e-4,
+                                                                                              True, 3)
+    assert train(cfg)["test/n_images"] > 0

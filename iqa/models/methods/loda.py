@@ -73,6 +73,9 @@ class LoDa(IQAModel):
             statistics update in train mode; ``False`` keeps the CNN in eval mode.
         checkpoint: a complete state dict with the official key names (a path or a dict),
             loaded after the pretrained weights.
+        injection: ``cross_attention`` (LoDa: an injector before every block, eqs. 2–4) or
+            ``tokens`` (Table 7's ablation "ViT + extractor": the distortion tokens, projected to
+            the ViT width, join the token sequence before the first block; no injectors).
     """
 
     def __init__(
@@ -91,7 +94,10 @@ class LoDa(IQAModel):
         normalize: str = "imagenet",
         cnn_bn_train_mode: bool = True,
         checkpoint: str | Path | Mapping[str, torch.Tensor] | None = None,
+        injection: str = "cross_attention",
     ) -> None:
+        if injection not in ("cross_attention", "tokens"):
+            raise ValueError(f"model.injection must be 'cross_attention' or 'tokens', got {injection!r}")
         if normalize not in ("imagenet", "vit"):
             raise ValueError(f"model.normalize must be 'imagenet' or 'vit', got {normalize!r}")
         vit_name = VIT_NAMES.get(vit, vit)
@@ -120,11 +126,15 @@ class LoDa(IQAModel):
 
         embed_dim = self.vit.embed_dim
         self.extractor = LocalDistortionExtractor(self.cnn.feature_info.channels(), latent_dim, grid_size)
-        self.injectors = nn.ModuleList(
-            DistortionInjector(embed_dim, latent_dim, attention_heads) for _ in self.vit.blocks
-        )
-        self.injection_scale = nn.Parameter(nn.init.trunc_normal_(torch.empty(len(self.vit.blocks), embed_dim),
-                                                                  std=0.02))
+        self.injection = injection
+        if injection == "cross_attention":
+            self.injectors = nn.ModuleList(
+                DistortionInjector(embed_dim, latent_dim, attention_heads) for _ in self.vit.blocks
+            )
+            self.injection_scale = nn.Parameter(nn.init.trunc_normal_(torch.empty(len(self.vit.blocks), embed_dim),
+                                                                      std=0.02))
+        else:
+            self.token_projection = nn.Linear(latent_dim, embed_dim)
         self.dropout = nn.Dropout(dropout)
         self.head = CosineHead(self.vit.num_features)
         if checkpoint is not None:
@@ -155,7 +165,11 @@ class LoDa(IQAModel):
         distortion_tokens = self.extractor(self.cnn(images * self.cnn_input_scale + self.cnn_input_shift))
         vit = self.vit
         x = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
-        for block, injector, scale in zip(vit.blocks, self.injectors, self.injection_scale, strict=True):
-            x = block(x + injector(x, distortion_tokens) * scale)  # eq. 4, CLS token included
+        if self.injection == "tokens":
+            n_vit_tokens = x.shape[1]
+            x = vit.blocks(torch.cat([x, self.token_projection(distortion_tokens)], dim=1))[:, :n_vit_tokens]
+        else:
+            for block, injector, scale in zip(vit.blocks, self.injectors, self.injection_scale, strict=True):
+                x = block(x + injector(x, distortion_tokens) * scale)  # eq. 4, CLS token included
         features = vit.forward_head(vit.norm(x), pre_logits=True)  # the CLS token for timm's ViTs
         return self.head(self.dropout(features)).squeeze(-1)
