@@ -25,8 +25,10 @@ MODEL_OVERRIDES = {  # tiny variants of each model option
 }
 FROZEN_MODELS = {"vp_mplug", "vp_mllm"}  # nothing trains without a prompt
 PROMPT_OVERRIDES = {"none": [], "padding": ["prompt.size=4"], "patch": ["prompt.size=8"], "overlay": [],
-                    "styleprompt": ["prompt.n_components=2"], "ssf": [], "linear_probe": []}
-FEATURE_PROMPTS, STAGED_MODELS = {"styleprompt", "ssf", "linear_probe"}, {"qmamba"}  # prompts on the stages of a backbone
+                    "styleprompt": ["prompt.n_components=2"], "ssf": [], "linear_probe": [], "cross_attn_prompt": [],
+                    "conv_prompt": []}
+FEATURE_PROMPTS = {"styleprompt", "ssf", "linear_probe", "cross_attn_prompt", "conv_prompt"}
+STAGED_MODELS = {"qmamba"}  # models whose stages feature prompts modulate  # prompts on the stages of a backbone
 PAIRS = [(m, p) for m in MODEL_OVERRIDES for p in PROMPT_OVERRIDES
          if not (m in FROZEN_MODELS and p == "none") and (p not in FEATURE_PROMPTS or m in STAGED_MODELS)]
 

@@ -8,7 +8,7 @@ import torch
 
 from iqa.models.base import ConfigurationError
 from iqa.models.pipeline import ScoringPipeline
-from iqa.models.prompts import ScaleShiftPrompt, StylePrompt
+from iqa.models.prompts import ConvPrompt, CrossAttentionPrompt, ScaleShiftPrompt, StylePrompt
 from iqa.registry import create_model
 
 TINY = dict(depths=[1, 1, 1, 1], dims=16)
@@ -19,8 +19,9 @@ def tiny_qmamba(scan: str = "cross") -> torch.nn.Module:
     return create_model("qmamba", scan=scan, **TINY).eval()
 
 
-@pytest.mark.parametrize("prompt", [StylePrompt(), StylePrompt(spatial_size=[7, 7, 2, 1]), ScaleShiftPrompt()],
-                         ids=["style-1x1", "style-per-stage", "ssf"])
+@pytest.mark.parametrize("prompt", [StylePrompt(), StylePrompt(spatial_size=[7, 7, 2, 1]), ScaleShiftPrompt(),
+                                    CrossAttentionPrompt(), ConvPrompt()],
+                         ids=["style-1x1", "style-per-stage", "ssf", "cross-attn", "conv"])
 @pytest.mark.parametrize("scan", ["cross", "local"])
 def test_prompted_model_equals_the_frozen_model_at_step_zero(prompt, scan):
     model = tiny_qmamba(scan)
@@ -59,6 +60,10 @@ def test_parameter_counts_at_qmamba_t():
     assert sum(p.numel() for p in style.parameters()) == expected == 2_371_704
     ssf = ScoringPipeline(create_model("qmamba", size="tiny"), ScaleShiftPrompt()).prompt
     assert sum(p.numel() for p in ssf.parameters()) == 2 * sum(widths)
+    cross = ScoringPipeline(create_model("qmamba", size="tiny"), CrossAttentionPrompt(n_tokens=6)).prompt
+    assert sum(p.numel() for p in cross.parameters()) == sum(6 * c + 4 * (c * c + c) for c in widths)
+    conv = ScoringPipeline(create_model("qmamba", size="tiny"), ConvPrompt()).prompt
+    assert sum(p.numel() for p in conv.parameters()) == sum(9 * c * c + c for c in widths)
 
 
 def test_feature_prompt_on_a_model_without_stages_is_refused():
