@@ -1,7 +1,12 @@
-"""LoDa vs full fine-tuning of the same ViT: train-step time, peak memory, and GFLOPs.
+"""LoDa vs full fine-tuning of the same ViT, and vs the frozen backbones' own cost: train-step
+time, peak memory, and GFLOPs.
 
     python benchmarks/bench_loda.py [--vit base] [--batch 8] [--steps 5] [--device cpu]
 
+The reference "frozen backbones" is the least any method that adapts features inside the frozen
+ViT must pay: forward through the frozen ResNet-50 and ViT and backward through the ViT's
+activations to its input (the CNN needs no backward: nothing before it trains), no weight
+gradients, no optimiser (the issue's goal: LoDa ≤ 1.3× this).
 Each training setup runs in its own process (AdamW, MSE loss, random 224² images, fp32);
 one warm-up step also allocates the optimiser state, then the fastest of ``--steps`` steps
 is reported (the machine may be shared). Peak memory is the process's peak resident set
@@ -28,11 +33,28 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from iqa.registry import create_model
 
-SETUPS = {"full fine-tuning": "vit", "LoDa": "loda"}
+SETUPS = {"frozen backbones": "frozen", "full fine-tuning": "vit", "LoDa": "loda"}
+
+
+class FrozenBackbones(torch.nn.Module):
+    """LoDa's frozen ViT and CNN side by side, nothing trainable; gradients flow through the ViT."""
+
+    def __init__(self, vit: str) -> None:
+        super().__init__()
+        loda = create_model("loda", vit=vit)
+        self.vit, self.cnn = loda.vit, loda.cnn
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            cnn_features = self.cnn(images)[-1].mean(dim=(1, 2, 3))
+        return self.vit(images).mean(-1) + cnn_features
 
 
 def build(setup: str, vit: str) -> torch.nn.Module:
-    return create_model("vit", size=vit) if SETUPS[setup] == "vit" else create_model("loda", vit=vit)
+    kind = SETUPS[setup]
+    if kind == "frozen":
+        return FrozenBackbones(vit)
+    return create_model("vit", size=vit) if kind == "vit" else create_model("loda", vit=vit)
 
 
 def resident_mib() -> float:
@@ -45,8 +67,9 @@ def measure_training(setup: str, vit: str, batch: int, steps: int, device: str) 
     torch.manual_seed(0)
     model = build(setup, vit).to(device).train()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-4)
+    optimizer = torch.optim.AdamW(trainable, lr=1e-4) if trainable else None
     images, targets = torch.randn(batch, 3, 224, 224, device=device), torch.rand(batch, device=device)
+    images.requires_grad_(not trainable)  # the frozen reference backpropagates to its input
     cuda = device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -54,9 +77,11 @@ def measure_training(setup: str, vit: str, batch: int, steps: int, device: str) 
 
     def timed_step() -> float:
         start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
         F.mse_loss(model(images), targets).backward()
-        optimizer.step()
+        if optimizer is not None:
+            optimizer.step()
         if cuda:
             torch.cuda.synchronize()
         return time.perf_counter() - start
@@ -108,13 +133,15 @@ def main() -> None:
     for setup, r in results.items():
         print(f"| {setup} | {r['trainable']:,} | {r['seconds']:.3f} | {args.batch / r['seconds']:.1f} "
               f"| {r['peak_mib']:.0f} | {r['above_weights_mib']:.0f} |")
-    full, loda = results["full fine-tuning"], results["LoDa"]
+    full, loda, frozen = results["full fine-tuning"], results["LoDa"], results["frozen backbones"]
     ratios = [loda[key] / full[key] for key in ("trainable", "seconds", "peak_mib", "above_weights_mib")]
     print("| LoDa / full | {:.3f} | {:.2f} | | {:.2f} | {:.2f} |".format(*ratios))
+    print(f"| LoDa / frozen backbones | | {loda['seconds'] / frozen['seconds']:.2f} | | "
+          f"{loda['peak_mib'] / frozen['peak_mib']:.2f} | {loda['above_weights_mib'] / frozen['above_weights_mib']:.2f} |")
 
     print("\n| model (forward, one 224² image) | GFLOPs | GMACs | parts (GFLOPs) |")
     print("|---|---|---|---|")
-    for setup in SETUPS:
+    for setup in ("full fine-tuning", "LoDa"):
         flops = gflops_per_image(build(setup, args.vit))
         total = flops.pop("total")
         parts = ", ".join(f"{name} {value:.2f}" for name, value in flops.items() if value > 0)
