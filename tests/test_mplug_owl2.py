@@ -19,22 +19,12 @@ from iqa.models.mplug_owl2 import (
     load_mplug_owl2,
 )
 from tests.conftest import FIXTURES
+from tests.tiny_vlms import MPLUG_CONFIG
 
 FIXTURE = FIXTURES / "mplug_owl2_tiny"
 needs_fixture = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"golden fixture {FIXTURE} is absent")
 
-TINY_CONFIG = {  # random-weight model for the tests that need no fixture; GQA (4 heads, 2 kv heads)
-    "model_type": "mplug_owl2", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 64,
-    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
-    "max_position_embeddings": 128,
-    "visual_config": {
-        "visual_model": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
-                         "num_attention_heads": 2, "image_size": 28, "patch_size": 14},
-        "visual_abstractor": {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
-                              "intermediate_size": 32, "num_learnable_queries": 4, "encoder_hidden_size": 16,
-                              "grid_size": 2},
-    },
-}
+TINY_CONFIG = MPLUG_CONFIG  # random-weight model for the tests that need no fixture; GQA (4 heads, 2 kv)
 
 # Shaped like the released mplug-owl2-llama2-7b config.json: LLaMA-2-7B fields, training flags,
 # and visual_config as the to_dict() of the official vision/abstractor configs with their defaults
