@@ -1,5 +1,7 @@
 """Train and test one experiment: ``python train.py model=... data=... [-m sweeps]``."""
 
+import math
+
 import hydra
 from omegaconf import DictConfig
 
@@ -8,8 +10,8 @@ from iqa.experiment import train
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    results = train(cfg)
-    return results.get(cfg.get("optimized_metric", "test/srcc"))
+    value = train(cfg).get(cfg.get("optimized_metric", "test/srcc"))
+    return value if value is not None and math.isfinite(value) else None  # sweepers get None, never NaN
 
 
 if __name__ == "__main__":

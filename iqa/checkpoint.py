@@ -1,40 +1,160 @@
 """Rebuild a trained module from its checkpoint: the config inside rebuilds the frozen
-parts (from their pretrained sources), the checkpoint supplies the trained tensors."""
+parts (from their pretrained sources), the checkpoint supplies the trained tensors.
+
+A checkpoint is data, never code: files are read with ``torch.load(weights_only=True)``
+(tensors and plain containers only), and the config inside may only build this project's
+own model, data and spec classes (:func:`check_config_targets`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
+from hydra._internal.utils import _locate  # the resolver instantiate itself uses
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from iqa.training.module import IQAModule
+if TYPE_CHECKING:  # not imported here: the models read their weights files through this module
+    from iqa.training.module import IQAModule
+
+MAX_SIBLINGS_TRIED = 5
 
 
 class CheckpointError(ValueError):
     """An unreadable checkpoint or one without the config it was trained with."""
 
 
+class UnreadableCheckpointError(CheckpointError):
+    """A truncated or damaged checkpoint file (e.g. a write cut short by a kill or a full disk)."""
+
+
+class UntrustedCheckpointError(CheckpointError):
+    """A checkpoint that would run code when loaded: pickled objects other than tensors and
+    plain containers, or a config naming a callable outside this project's allow-list."""
+
+
+def readable_sibling(path: Path) -> Path | None:
+    """Another file of ``path``'s kind in its folder that loads (newest first), if any."""
+    siblings = [p for p in path.parent.glob(f"*{path.suffix}") if p.is_file() and p.name != path.name]
+    for sibling in sorted(siblings, key=lambda p: p.stat().st_mtime, reverse=True)[:MAX_SIBLINGS_TRIED]:
+        try:
+            torch.load(sibling, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - any failure: not a usable alternative
+            continue
+        return sibling
+    return None
+
+
+def _refused_object(error: pickle.UnpicklingError) -> str | None:
+    """What ``torch.load(weights_only=True)`` refused to unpickle, or ``None`` for another failure."""
+    message = str(error)
+    if "Weights only load failed" not in message:
+        return None
+    reasons = [line.strip() for line in message.splitlines() if "Unsupported" in line or "WeightsUnpickler" in line]
+    if not reasons:
+        return "an object that is not a tensor or a plain container"
+    return reasons[0].split(" was not an allowed global")[0].removeprefix("WeightsUnpickler error: ")[:300]
+
+
+def load_weights_only(path: str | Path, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers, never code.
+
+    Raises :class:`UntrustedCheckpointError` for a file holding other pickled objects, and
+    :class:`UnreadableCheckpointError` for a truncated or damaged one; both name the file (the
+    latter also a readable checkpoint beside it, if there is one).
+    """
+    path = Path(path).expanduser()
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except pickle.UnpicklingError as error:
+        refused = _refused_object(error)
+        if refused is not None:
+            raise UntrustedCheckpointError(
+                f"{path} holds pickled objects other than tensors and plain containers, which could run code "
+                f"when loaded; it is refused (only weights are read, with weights_only=True): {refused}"
+            ) from None
+        damage = error
+    except Exception as error:  # noqa: BLE001 - EOFError, zip reader errors, …: all mean a damaged file
+        damage = error
+    sibling = readable_sibling(path)
+    hint = f"{sibling.name} beside it is readable: {sibling}" if sibling else "no readable checkpoint is beside it"
+    raise UnreadableCheckpointError(
+        f"checkpoint {path} is truncated or damaged ({type(damage).__name__}: {str(damage)[:200]}), "
+        f"e.g. by a write cut short; {hint}"
+    ) from damage
+
+
 def read_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint file written by ``train.py`` (a trusted file: it holds RNG states)."""
+    """Load a checkpoint file written by ``train.py`` (weights only: see :func:`load_weights_only`)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass ckpt_path=<run dir>/checkpoints/<name>.ckpt")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user
-        raise CheckpointError(f"checkpoint {path} cannot be read ({error}); is the file complete?") from error
+    checkpoint = load_weights_only(path)
     if not isinstance(checkpoint, dict) or not checkpoint.get("iqa_config"):
         raise CheckpointError(f"{path} is not an iqa checkpoint (no 'iqa_config' inside); train it with train.py")
     return checkpoint
+
+
+def _targets(node: Any) -> Iterator[Any]:
+    """Every ``_target_`` value in a tree of dicts and lists."""
+    if isinstance(node, dict):
+        if "_target_" in node:
+            yield node["_target_"]
+        for value in node.values():
+            yield from _targets(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _targets(value)
+
+
+def is_allowed_target(target: Any) -> bool:
+    """True for a class defined in the ``iqa`` package that is a module (``nn.Module``), a
+    ``LightningDataModule`` or a dataclass spec. Nothing outside ``iqa`` is even imported."""
+    from lightning.pytorch import LightningDataModule  # imported here: the models import this module
+
+    if not isinstance(target, str) or not target.startswith("iqa."):
+        return False
+    try:
+        obj = _locate(target)
+    except Exception:  # noqa: BLE001 - not importable: not allowed
+        return False
+    return (isinstance(obj, type) and obj.__module__.split(".")[0] == "iqa"
+            and (issubclass(obj, (torch.nn.Module, LightningDataModule)) or dataclasses.is_dataclass(obj)))
+
+
+def check_config_targets(config: Any, path: str | Path) -> None:
+    """Refuse (:class:`UntrustedCheckpointError`) a checkpoint's config in which any
+    ``_target_`` is not one of this project's model, data or spec classes."""
+    config = OmegaConf.to_container(config) if OmegaConf.is_config(config) else config
+    for target in _targets(config):
+        if not is_allowed_target(target):
+            raise UntrustedCheckpointError(
+                f"checkpoint {path}: its config names _target_={target!r}, which is not a model, data or spec "
+                "class of the iqa package; refused (a checkpoint's config may only build this project's classes)"
+            )
+
+
+def instantiate_checkpoint_config(config: Any, path: str | Path) -> Any:
+    """``hydra.utils.instantiate`` of a node of a checkpoint's config, after :func:`check_config_targets`."""
+    if not isinstance(config, dict):  # OmegaConf.create would parse a string as YAML, unchecked
+        raise UntrustedCheckpointError(f"checkpoint {path}: a config node is a {type(config).__name__}, "
+                                       "not a mapping; refused")
+    check_config_targets(config, path)
+    return instantiate(OmegaConf.create(config))
 
 
 def load_module(path: str | Path) -> tuple[IQAModule, dict]:
     """The trained :class:`IQAModule` (eval mode) and the resolved config it was trained with."""
     checkpoint = read_checkpoint(path)
     config = checkpoint["iqa_config"]
-    module: IQAModule = instantiate(OmegaConf.create(config["module"]))
+    module: IQAModule = instantiate_checkpoint_config(config["module"], path)
     module.load_state_dict(checkpoint["state_dict"])
     module.run_config = config
     return module.eval(), config

@@ -5,26 +5,31 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.strategies import DDPStrategy
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import track
 
-from iqa.checkpoint import load_module
+from iqa.checkpoint import instantiate_checkpoint_config, load_module
+from iqa.provenance import update_status, write_run_info
+from iqa.run_folder import is_first_process, refuse_if_taken, resumed_config
 from iqa.scorer import find_images, load_scorer
-from iqa.training.callbacks import RNGStateCallback, TestReport
+from iqa.training.callbacks import RNGStateCallback, StopOnDivergence, TestReport
+from iqa.training.checkpoint_io import SafeCheckpointIO
 
 log = logging.getLogger(__name__)
 
 
-@rank_zero_only
 def save_resolved_config(cfg: DictConfig, output_dir: Path) -> None:
     """Record the fully resolved config of the run (Hydra's own copy keeps interpolations)."""
+    if not is_first_process():
+        return
     output_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, output_dir / "resolved_config.yaml", resolve=True)
 
@@ -36,37 +41,67 @@ def _strategy(trainer_cfg: DictConfig) -> dict:
     ``-m`` that command is the sweep, so rank 1 would run a second, duplicated sweep.
     Spawned processes share the job's folder instead. On SLURM (submitit launcher with
     ``tasks_per_node = devices``) every rank is its own task, and ``ddp`` is kept.
+
+    ``trainer.collective_timeout_s`` bounds every collective: when a node dies, the others
+    fail with an error after at most that long instead of hanging.
     """
     kwargs = OmegaConf.to_container(trainer_cfg, resolve=True)
+    timeout_s = kwargs.pop("collective_timeout_s", None)
     if kwargs.get("strategy") == "ddp" and HydraConfig.initialized():
         hydra_cfg = HydraConfig.get()
         local_sweep = hydra_cfg.mode == RunMode.MULTIRUN and "submitit" not in str(hydra_cfg.launcher._target_)
         if local_sweep:
             log.info("trainer.strategy=ddp inside a local sweep: using ddp_spawn (one folder per job)")
             kwargs["strategy"] = "ddp_spawn"
+    if kwargs.get("strategy") in ("ddp", "ddp_spawn") and timeout_s:
+        start_method = "spawn" if kwargs["strategy"] == "ddp_spawn" else "popen"
+        kwargs["strategy"] = DDPStrategy(start_method=start_method, timeout=timedelta(seconds=timeout_s))
     return kwargs
 
 
 def _callbacks(cfg: DictConfig, output_dir: Path) -> list[L.Callback]:
     configured = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    return configured + [RNGStateCallback(), TestReport(str(output_dir))]
+    return configured + [RNGStateCallback(), StopOnDivergence(), TestReport(str(output_dir))]
 
 
 def _loggers(cfg: DictConfig) -> list:
     return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
 
 
+def _prepare_run_folder(cfg: DictConfig) -> DictConfig:
+    """The config to run: the resumed run's own (``resume=``), or ``cfg`` in a free folder."""
+    if cfg.get("resume"):
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+        return resumed_config(cfg, overrides)
+    if is_first_process():
+        refuse_if_taken(Path(cfg.paths.output_dir))
+    return cfg
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit on the training part, select on validation, test the selected weights."""
+    cfg = _prepare_run_folder(cfg)
     output_dir = Path(cfg.paths.output_dir)
+    write_run_info(output_dir, cfg)  # run_info.json: status "running", then "finished" or "failed"
+    try:
+        results = _fit_and_test(cfg, output_dir)
+    except BaseException as error:
+        update_status(output_dir, "failed", error)
+        raise
+    update_status(output_dir, "finished")
+    return results
+
+
+def _fit_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
-    save_resolved_config(cfg, output_dir)
+    if not cfg.get("resume"):  # a resumed run keeps the record it started with
+        save_resolved_config(cfg, output_dir)
     datamodule = instantiate(cfg.data)
     module = instantiate(cfg.module)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     trainer = L.Trainer(
         **_strategy(cfg.trainer), callbacks=_callbacks(cfg, output_dir), logger=_loggers(cfg),
-        default_root_dir=str(output_dir),
+        default_root_dir=str(output_dir), plugins=[SafeCheckpointIO()],
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -84,23 +119,38 @@ def evaluate(cfg: DictConfig) -> dict[str, float] | Path:
     if cfg.get("data") is not None:
         datamodule = instantiate(cfg.data, datasets=[], test_on=list(cfg.data.datasets))
     else:
-        datamodule = instantiate(OmegaConf.create(run_cfg["data"]))
-    trainer = L.Trainer(**_strategy(cfg.trainer), callbacks=[TestReport(str(output_dir))], logger=False)
+        datamodule = instantiate_checkpoint_config(run_cfg["data"], cfg.ckpt_path)
+    trainer = L.Trainer(**_strategy(cfg.trainer), callbacks=[TestReport(str(output_dir))], logger=False,
+                        plugins=[SafeCheckpointIO()])
     trainer.test(module, datamodule=datamodule)
     return _test_results(trainer)
 
 
 def score_images(ckpt_path: str, images: str, csv_path: Path) -> Path:
-    """Write ``path,score`` rows for every image of a folder or glob (with a progress bar)."""
+    """Write ``path,score,status`` rows for every image of a folder or glob (with a progress bar).
+
+    An unreadable image gets an empty score, the reason as its status (else ``ok``) and a
+    warning; a summary follows. The CSV is written atomically: an interrupted run leaves none.
+    """
+    from iqa.scorer import atomic_text_file
+
     scorer = load_scorer(ckpt_path)
     paths = find_images(images)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(csv_path, "w", newline="") as handle:
+    unreadable = 0
+    with atomic_text_file(csv_path) as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "score"])
+        writer.writerow(["path", "score", "status"])
         for path in track(paths, description="scoring"):
-            writer.writerow([str(path), f"{scorer(path):.6f}"])
-    log.info("wrote %d scores to %s", len(paths), csv_path)
+            score, status = scorer.try_score(path)
+            if score is None:
+                unreadable += 1
+                log.warning("cannot score %s: %s", path, status)
+            writer.writerow([str(path), "" if score is None else f"{score:.6f}", status])
+    if unreadable:
+        log.warning("scored %d of %d images; %d could not be read (empty score, reason in the status column of %s)",
+                    len(paths) - unreadable, len(paths), unreadable, csv_path)
+    else:
+        log.info("wrote %d scores to %s", len(paths), csv_path)
     return csv_path
 
 

@@ -46,8 +46,9 @@ def list_models() -> list[str]:
     return sorted(_MODEL_CONSTRUCTORS)
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build the registered model ``name``; ``kwargs`` go to its constructor."""
+def create_model(name: str, /, **kwargs) -> nn.Module:
+    """Build the registered model ``name``; ``kwargs`` (which may hold a ``name`` of their own) go
+    to its constructor."""
     _import_model_modules()
     if name not in _MODEL_CONSTRUCTORS:
         raise KeyError(f"unknown model {name!r}; registered models: {', '.join(sorted(_MODEL_CONSTRUCTORS))}")

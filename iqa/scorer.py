@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from glob import glob
 from pathlib import Path
+from typing import TextIO
 
 import torch
 
 from iqa.checkpoint import load_module
-from iqa.data.image_io import read_rgb, resize_shorter
+from iqa.data.image_io import DEFAULT_MAX_PIXELS, CorruptImageError, read_rgb, resize_shorter
 from iqa.data.transforms import MultiCrop
 
 IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"}
@@ -27,18 +30,40 @@ def find_images(images: str | Path) -> list[Path]:
     return sorted(paths)
 
 
+@contextmanager
+def atomic_text_file(path: str | Path) -> Iterator[TextIO]:
+    """A text file written whole or not at all: written to a temporary file in the same
+    folder, flushed, fsynced and moved over ``path`` (``os.replace``) at the end; removed
+    instead if the block raises or is interrupted, leaving an earlier ``path`` as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", newline="") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 class Scorer:
     """Callable quality scorer. ``scorer(path | [paths] | tensor)`` → score(s) in the
     training label scale ([0, 1], higher is better).
 
     A tensor is an image (3, H, W) or a batch (B, 3, H, W) of [0, 1] floats or uint8.
+    Image files with more than ``max_pixels`` pixels are refused (``None``: no limit).
     """
 
-    def __init__(self, module, crops: MultiCrop, resize: int | None, device: str | torch.device) -> None:
+    def __init__(self, module, crops: MultiCrop, resize: int | None, device: str | torch.device,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
         self.module = module.to(device).eval()
         self.crops = crops
         self.resize = resize
         self.device = torch.device(device)
+        self.max_pixels = max_pixels
 
     @torch.no_grad()
     def score_crops(self, crops: torch.Tensor) -> float:
@@ -47,7 +72,7 @@ class Scorer:
 
     def _crops_of(self, image: torch.Tensor | str | Path) -> torch.Tensor:
         if isinstance(image, (str, Path)):
-            array = read_rgb(Path(image))
+            array = read_rgb(Path(image), self.max_pixels)
         else:
             if image.dtype != torch.uint8:
                 image = (image.clamp(0, 1) * 255).round().to(torch.uint8)
@@ -55,6 +80,15 @@ class Scorer:
         if self.resize:
             array = resize_shorter(array, self.resize)
         return self.crops(array, image_id=0)
+
+    def try_score(self, path: str | Path) -> tuple[float | None, str]:
+        """``(score, "ok")`` for an image file, or ``(None, reason)`` where it cannot be read."""
+        try:
+            return self(path), "ok"
+        except CorruptImageError as error:
+            return None, error.reason or "cannot decode the image"
+        except OSError as error:  # gone or unreadable since it was listed
+            return None, error.strerror or str(error)
 
     def __call__(self, images: str | Path | torch.Tensor | Iterable) -> float | list[float]:
         if isinstance(images, torch.Tensor) and images.ndim == 4:
@@ -70,4 +104,4 @@ def load_scorer(ckpt_path: str | Path, device: str | None = None, n_crops: int |
     data = config["data"]
     crops = MultiCrop(data["crop_size"], n_crops or data["n_test_crops"], train=False, mode=data["test_crop_mode"])
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return Scorer(module, crops, data.get("resize_shorter"), device)
+    return Scorer(module, crops, data.get("resize_shorter"), device, data.get("max_pixels", DEFAULT_MAX_PIXELS))

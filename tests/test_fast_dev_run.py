@@ -14,6 +14,7 @@ MODEL_OVERRIDES = {  # tiny variants of each model option
     "resnet50": ["data.crop_size=32"],
     "resnet101": ["data.crop_size=32"],
     "resnet152": ["data.crop_size=32"],
+    "timm": ["model.name=test_efficientnet", "data.crop_size=32"],
     "vit": ["model.size=tiny", "model.img_size=32", "data.crop_size=32"],
     "swin": ["model.size=tiny", "model.img_size=64", "data.crop_size=64"],
     "loda": ["model.vit_embed_dim=32", "model.vit_depth=2", "model.vit_num_heads=2", "model.cnn=resnet10t",

@@ -94,3 +94,73 @@ def test_runs_as_a_module(multirun):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "| model=resnet50 data=kadid | test/srcc |" in done.stdout
+
+
+def run_info(folder: Path, status: str, commit: str | None = "0123456789abcdef", dirty: bool = False,
+             error: dict | None = None) -> None:
+    """The ``run_info.json`` that :mod:`iqa.provenance` writes (the fields the report reads)."""
+    info = {"status": status, "git": {"commit": commit, "dirty": dirty}}
+    if error:
+        info["error"] = error
+    (folder / "run_info.json").write_text(json.dumps(info))
+
+
+def test_failed_jobs_are_listed_never_averaged_and_the_exit_code_says_so(tmp_path, capsys):
+    for i, srcc in enumerate((0.8, 0.9)):
+        job(tmp_path / str(i), ["data=kadid", f"seed={i}"], {"test/srcc": srcc})
+        run_info(tmp_path / str(i), "finished")
+    job(tmp_path / "2", ["data=kadid", "seed=2"])  # diverged: no metrics.json
+    run_info(tmp_path / "2", "failed", error={"type": "TrainingDivergedError",
+                                              "message": "training diverged: training loss is nan\nat global step 7"})
+    job(tmp_path / "3", ["data=kadid", "seed=3"], {"test/srcc": None, "test/plcc": 0.5})  # collapsed predictions
+    job(tmp_path / "4", ["data=kadid", "seed=4"])
+    (tmp_path / "4" / "metrics.json").write_text('{"test/srcc": NaN}')  # written before strict JSON
+    job(tmp_path / "5", ["data=kadid", "seed=5"], {"test/srcc": 0.1})
+    run_info(tmp_path / "5", "failed", error={"type": "RuntimeError", "message": "crashed after testing"})
+
+    assert main([str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "| data=kadid | test/srcc | 0.8500 | 0.8500 ± 0.0707 | 2 |" in captured.out  # jobs 0 and 1 only
+    assert "test/plcc" not in captured.out
+    assert "FAILED jobs (4, not in the table):" in captured.out
+    assert "- 2: TrainingDivergedError: training diverged: training loss is nan at global step 7" in captured.out
+    assert "- 3: non-finite test metrics: test/srcc" in captured.out
+    assert "- 4: non-finite test metrics: test/srcc" in captured.out
+    assert "- 5: RuntimeError: crashed after testing" in captured.out
+    assert "4 job(s) failed" in captured.err
+    assert (tmp_path / "report.md").read_text() == captured.out
+    assert (tmp_path / "report.csv").is_file()
+
+
+def test_only_failed_jobs_is_an_error_naming_them(tmp_path, capsys):
+    job(tmp_path / "0", ["seed=1"])
+    run_info(tmp_path / "0", "failed", error={"type": "TrainingDivergedError", "message": "loss is inf"})
+    assert main([str(tmp_path)]) == 1
+    error = capsys.readouterr().err
+    assert "0 unfinished, 1 failed" in error and "FAILED 0: TrainingDivergedError: loss is inf" in error
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_git_commit_under_the_table_when_jobs_agree(tmp_path, capsys):
+    for i in range(2):
+        job(tmp_path / str(i), ["data=kadid", f"seed={i}"], {"test/srcc": 0.8})
+        run_info(tmp_path / str(i), "finished", dirty=True)
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| group | metric | median | mean ± std | splits |\n" in out
+    assert "Code: git commit 0123456789-dirty (every job)" in out and "uncommitted changes" in out
+    assert pd.read_csv(tmp_path / "report.csv")["commit"].tolist() == ["0123456789-dirty"]
+
+
+def test_git_commit_column_when_jobs_differ(tmp_path, capsys):
+    job(tmp_path / "0", ["data=kadid", "seed=0"], {"test/srcc": 0.8})
+    run_info(tmp_path / "0", "finished", commit="a" * 40)
+    job(tmp_path / "1", ["data=kadid", "seed=1"], {"test/srcc": 0.9})
+    run_info(tmp_path / "1", "finished", commit="b" * 40)
+    job(tmp_path / "2", ["data=koniq"], {"test/srcc": 0.7})  # an old job without run_info.json
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| group | metric | median | mean ± std | splits | commit |" in out
+    assert f"| data=kadid | test/srcc | 0.8500 | 0.8500 ± 0.0707 | 2 | {'a' * 10} {'b' * 10} |" in out
+    assert "| data=koniq | test/srcc | 0.7000 | 0.7000 ± – | 1 | unknown |" in out
+    assert "Code: the jobs ran 3 versions (commit column)" in out

@@ -47,7 +47,7 @@ def test_scoring_own_images_from_cli_and_python(trained, compose_train, data_dir
     cfg = compose_train(f"ckpt_path={ckpt}", f"images={images[0].parent}", name="eval")
     csv_path = evaluate(cfg)
     rows = csv_path.read_text().splitlines()
-    assert rows[0] == "path,score" and len(rows) > 3
+    assert rows[0] == "path,score,status" and len(rows) > 3
     scorer = load_scorer(ckpt, device="cpu")
     from_path = scorer(images[0])
     assert isinstance(from_path, float)

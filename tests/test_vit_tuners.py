@@ -43,7 +43,8 @@ def test_tuned_model_equals_the_frozen_model_at_initialisation(tuning):
 def test_only_the_tuner_and_head_receive_gradients(tuning):
     model = vit(tuning).train()
     assert not model.backbone.training
-    for _ in range(2):  # zero-initialised up/B matrices make the rest move from step 2 on
+    for _ in range(3):  # zero-initialised head, then up/B matrices: the head moves at step 1, up/B from
+        # step 2, the rest from step 3
         model.zero_grad()
         model(torch.randn(2, 3, 32, 32)).sum().backward()
         with torch.no_grad():

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
 
 from iqa.data.datasets.base import DatasetDescription
-from iqa.data.image_io import CorruptImageError, ImageCache, read_rgb, resize_shorter
+from iqa.data.image_io import DEFAULT_MAX_PIXELS, CorruptImageError, ImageCache, read_rgb, resize_shorter
 from iqa.data.records import ImageRecord
 from iqa.data.transforms import MultiCrop
 
@@ -30,6 +30,7 @@ class IQAImageDataset(Dataset):
         cache: optional on-disk cache of decoded, resized images.
         on_corrupt: ``"fail"`` raises on an undecodable file; ``"skip"`` logs it and
             drops the item from its batch.
+        max_pixels: images with more pixels are undecodable (``None``: no limit).
     """
 
     def __init__(
@@ -41,6 +42,7 @@ class IQAImageDataset(Dataset):
         resize_shorter: int | None = None,
         cache: ImageCache | None = None,
         on_corrupt: str = "fail",
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         if on_corrupt not in ("fail", "skip"):
             raise ValueError(f"data.on_corrupt must be 'fail' or 'skip', got {on_corrupt!r}")
@@ -51,17 +53,22 @@ class IQAImageDataset(Dataset):
         self.resize_shorter = resize_shorter
         self.cache = cache
         self.on_corrupt = on_corrupt
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.records)
 
     def _decode(self, path: Path):
         if self.cache is not None:
-            return self.cache.load(path, self.resize_shorter)
-        image = read_rgb(path)
+            return self.cache.load(path, self.resize_shorter, self.max_pixels)
+        image = read_rgb(path, self.max_pixels)
         return resize_shorter(image, self.resize_shorter) if self.resize_shorter else image
 
     def __getitem__(self, index: int) -> dict | None:
+        return self.item(index)
+
+    def item(self, index: int, generator: torch.Generator | None = None) -> dict | None:
+        """Item ``index``; random training crops are drawn from ``generator``."""
         record = self.records[index]
         try:
             image = self._decode(record.path)
@@ -71,7 +78,7 @@ class IQAImageDataset(Dataset):
             log.warning("skipping corrupt image %s (data.on_corrupt=skip): %s", record.path, error)
             return None
         return {
-            "images": self.crops(image, self.ids[index]),
+            "images": self.crops(image, self.ids[index], generator),
             "label": torch.tensor(self.description.normalise(record.mos), dtype=torch.float32),
             "mos": torch.tensor(record.mos, dtype=torch.float32),
             "image_id": torch.tensor(self.ids[index], dtype=torch.int64),

@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +16,8 @@ from PIL import Image, ImageOps
 
 _HIGH_DEPTH_GRAY = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _WITH_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
+DEFAULT_MAX_PIXELS: int | None = Image.MAX_IMAGE_PIXELS  # data.max_pixels: Pillow's decompression-bomb limit
+_PILLOW_LIMIT = threading.Lock()
 
 
 class CorruptImageError(ValueError):
@@ -30,7 +36,38 @@ class CorruptImageError(ValueError):
         return type(self), (self.path, self.reason)
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
+def too_many_pixels(size: tuple[int, int], max_pixels: int | None) -> str | None:
+    """Why an image of ``size`` (width, height) is refused under ``max_pixels``, or ``None``."""
+    width, height = size
+    if max_pixels is None or width * height <= max_pixels:
+        return None
+    return (f"{width}x{height} is {width * height} pixels, more than data.max_pixels={max_pixels} "
+            "(a decompression-bomb guard; raise it, or set null, for genuinely huge images)")
+
+
+@contextmanager
+def pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Open images under this to apply ``max_pixels`` instead of Pillow's own limit.
+
+    Pillow's ``DecompressionBombWarning`` becomes an error; where ``max_pixels`` allows more
+    than Pillow does (or is ``None``), Pillow's global limit is lifted meanwhile (under a
+    lock). The caller checks ``max_pixels`` itself (:func:`too_many_pixels`).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        pillow = Image.MAX_IMAGE_PIXELS
+        if pillow is None or (max_pixels is not None and max_pixels <= pillow):
+            yield
+            return
+        with _PILLOW_LIMIT:
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                yield
+            finally:
+                Image.MAX_IMAGE_PIXELS = pillow
+
+
+def read_rgb(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode ``path`` to an (H, W, 3) uint8 RGB array, as an image viewer shows it.
 
     * EXIF orientation is applied.
@@ -42,18 +79,26 @@ def read_rgb(path: str | Path) -> np.ndarray:
       smallest of 8 bits, 16 bits or the maximum that holds the values (``F`` values in
       [0, 1] by 255). Pillow decodes 16-bit RGB(A) PNG and TIFF files to 8 bits itself,
       by the high byte of each sample (``v >> 8``), which is such a scaling too.
+    * An image of more than ``max_pixels`` pixels (``data.max_pixels``; ``None``: no
+      limit) is refused from its header, before any decoding.
 
     Raises:
         CorruptImageError: the file is not a decodable image (unknown format, truncated,
-            damaged or unreadable). A missing file raises ``FileNotFoundError``.
+            damaged or unreadable) or has too many pixels. A missing file raises
+            ``FileNotFoundError``.
     """
     path = Path(path)
     try:
-        with Image.open(path) as image:
+        with pixel_limit(max_pixels), Image.open(path) as image:
+            reason = too_many_pixels(image.size, max_pixels)
+            if reason:
+                raise CorruptImageError(path, reason)
             image.load()
             return _to_rgb(ImageOps.exif_transpose(image))
-    except FileNotFoundError:
+    except (FileNotFoundError, CorruptImageError):
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise CorruptImageError(path, f"{error} (data.max_pixels={max_pixels})") from error
     except (OSError, SyntaxError, ValueError, EOFError) as error:  # Pillow's ways of failing on bad data
         raise CorruptImageError(path, str(error) or type(error).__name__) from error
 
@@ -115,15 +160,17 @@ class ImageCache:
         digest = hashlib.sha1(key.encode()).hexdigest()
         return self.cache_dir / digest[:2] / f"{digest}.npy"
 
-    def load(self, path: str | Path, resize: int | None = None) -> np.ndarray:
+    def load(self, path: str | Path, resize: int | None = None,
+             max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
         """``path`` decoded and, if ``resize`` (``data.resize_shorter``) is set, resized so
-        its shorter side is ``resize``: from the cache if there, else decoded and stored."""
+        its shorter side is ``resize``: from the cache if there, else decoded (under
+        ``max_pixels``, see :func:`read_rgb`) and stored."""
         entry = self.entry(path, resize)
         try:
             return np.load(entry)
         except (OSError, ValueError):  # absent, or damaged (e.g. by a full disk): made below
             pass
-        image = read_rgb(path)
+        image = read_rgb(path, max_pixels)
         if resize:
             image = resize_shorter(image, resize)
         entry.parent.mkdir(exist_ok=True)

@@ -34,9 +34,10 @@ class MultiCrop:
         crop_size: crop side; ``None`` keeps the whole image (then ``n_crops`` must be 1).
         n_crops: crops per image (training: several per step as in DEIQT/QMamba;
             testing: averaged per image, 10 by default).
-        train: random positions and flips from torch's (worker-seeded) generator; at
-            test time positions are drawn from a generator seeded by the image id, so
-            every run and every rank sees the same crops.
+        train: random positions and flips, drawn from the ``generator`` passed per sample
+            (:mod:`iqa.data.sampling`: a function of seed, epoch and index); at test time
+            positions are drawn from a generator seeded by the image id, so every run and
+            every rank sees the same crops.
         hflip, vflip: random flips (training only).
         mode: ``"random"`` positions; ``"ten"`` — the four corners and the centre, each
             also mirrored (torchvision's TenCrop; needs ``n_crops=10``, testing only); or
@@ -71,8 +72,10 @@ class MultiCrop:
         self.vflip = vflip
         self.mode = mode
 
-    def __call__(self, image: np.ndarray, image_id: int) -> torch.Tensor:
-        """Return the crops as a (n_crops, 3, crop, crop) uint8 tensor."""
+    def __call__(self, image: np.ndarray, image_id: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Return the crops as a (n_crops, 3, crop, crop) uint8 tensor.
+
+        Training draws from ``generator`` (torch's global generator when ``None``)."""
         chw = _to_chw(image)
         if self.crop_size is None:
             return chw[None]
@@ -81,14 +84,15 @@ class MultiCrop:
             return self._ten_crop(chw)
         if self.mode == "center":
             crops = self._centre_crop(chw)[None]
-            return self._random_flips(crops) if self.train else crops
-        generator = None if self.train else torch.Generator().manual_seed(int(image_id))
+            return self._random_flips(crops, generator) if self.train else crops
+        if not self.train:
+            generator = torch.Generator().manual_seed(int(image_id))
         height, width = chw.shape[-2:]
         tops = torch.randint(0, height - self.crop_size + 1, (self.n_crops,), generator=generator)
         lefts = torch.randint(0, width - self.crop_size + 1, (self.n_crops,), generator=generator)
         crops = torch.stack([self._crop(chw, int(t), int(l)) for t, l in zip(tops, lefts)])
         if self.train:
-            crops = self._random_flips(crops)
+            crops = self._random_flips(crops, generator)
         return crops
 
     def _crop(self, image: torch.Tensor, top: int, left: int) -> torch.Tensor:
@@ -105,11 +109,11 @@ class MultiCrop:
         crops = torch.stack([self._crop(image, top, left) for top, left in corners] + [self._centre_crop(image)])
         return torch.cat([crops, crops.flip(-1)])
 
-    def _random_flips(self, crops: torch.Tensor) -> torch.Tensor:
+    def _random_flips(self, crops: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         if self.hflip:
-            flip = torch.rand(len(crops)) < 0.5
+            flip = torch.rand(len(crops), generator=generator) < 0.5
             crops[flip] = crops[flip].flip(-1)
         if self.vflip:
-            flip = torch.rand(len(crops)) < 0.5
+            flip = torch.rand(len(crops), generator=generator) < 0.5
             crops[flip] = crops[flip].flip(-2)
         return crops

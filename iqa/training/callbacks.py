@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from pathlib import Path
@@ -12,11 +11,14 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 
+from iqa.jsonio import write_json
+from iqa.training.divergence import StopOnDivergence, TrainingDivergedError
+
 log = logging.getLogger(__name__)
 
 __all__ = [
     "BestCheckpoint", "EarlyStoppingOnValidation", "LearningRateMonitor", "RNGStateCallback",
-    "RichProgressBar", "TestReport",
+    "RichProgressBar", "StopOnDivergence", "TestReport", "TrainingDivergedError",
 ]
 
 
@@ -27,15 +29,44 @@ def _has_validation(trainer: L.Trainer) -> bool:
 class BestCheckpoint(ModelCheckpoint):
     """Keeps the best checkpoint by ``monitor`` (validation only, never test) and ``last.ckpt``.
 
-    Without a validation part (``protocol.val_fraction=0``, the papers' "last epoch"
-    runs) it keeps only ``last.ckpt``.
+    ``last.ckpt`` is rewritten at the end of every epoch (Lightning rewrites it only when
+    a monitored checkpoint is saved, so a kill would lose every epoch since the last
+    improvement) and every ``every_n_train_steps`` steps when that is set. Without a
+    validation part (``protocol.val_fraction=0``, the papers' "last epoch" runs) it keeps
+    only ``last.ckpt``.
     """
+
+    def __init__(self, *args, every_n_train_steps: int | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if every_n_train_steps is not None and every_n_train_steps < 1:
+            raise ValueError(f"callbacks.checkpoint.every_n_train_steps must be >= 1 or null, got {every_n_train_steps}")
+        self.last_every_n_train_steps = every_n_train_steps
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not _has_validation(trainer):
             self.monitor = None
             self.save_top_k = 1
         super().setup(trainer, pl_module, stage)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args, **kwargs) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+        steps = self.last_every_n_train_steps
+        if steps and trainer.global_step % steps == 0:
+            self._save_last_if_not_saved(trainer)
+
+    def _save_last_if_not_saved(self, trainer: L.Trainer) -> None:
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_not_saved(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_not_saved(trainer)
 
 
 class EarlyStoppingOnValidation(EarlyStopping):
@@ -55,14 +86,21 @@ class EarlyStoppingOnValidation(EarlyStopping):
 
 
 class RNGStateCallback(L.Callback):
-    """Stores Python/NumPy/torch RNG states in checkpoints and restores them on resume,
-    so a resumed run draws the same crops and shuffles as an uninterrupted one.
+    """Stores Python/NumPy/torch RNG states and the data epoch in checkpoints and restores
+    them on resume, so a resumed run draws the same dropout masks, shuffles and crops as an
+    uninterrupted one (the data order is a function of seed and epoch, :mod:`iqa.data.sampling`).
 
+    The data epoch is the epoch whose order the next training batches follow: the next
+    one after an end-of-epoch checkpoint, the same one (replayed from its start) after a
+    mid-epoch one. Lightning builds the resumed run's first iterator before it sets the
+    sampler's epoch, so the datamodule takes it from here (``resume_data_epoch``).
     States are kept as tensors, ints and lists, so checkpoints load with
     ``torch.load(weights_only=True)``.
     """
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        epoch_finished = trainer.fit_loop.epoch_loop.batch_progress.current.ready >= trainer.num_training_batches
+        checkpoint["data_epoch"] = trainer.current_epoch + int(epoch_finished)
         kind, keys, position, has_gauss, cached = np.random.get_state()
         checkpoint["rng_states"] = {
             "python": random.getstate(),
@@ -72,6 +110,8 @@ class RNGStateCallback(L.Callback):
         }
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        if "data_epoch" in checkpoint and trainer.datamodule is not None:
+            trainer.datamodule.resume_data_epoch = checkpoint["data_epoch"]
         states = checkpoint.get("rng_states")
         if not states:
             return
@@ -97,8 +137,7 @@ class TestReport(L.Callback):
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
         results = {**pl_module.test_results, **pl_module.parameter_counts()}
-        with open(self.output_dir / "metrics.json", "w") as handle:
-            json.dump(results, handle, indent=2, sort_keys=True)
+        write_json(self.output_dir / "metrics.json", results, sort_keys=True)  # NaN → null
         for name, (ids, predicted, mos) in pl_module.test_scores.items():
             scatter_plot(predicted, mos, self.output_dir / f"scatter_{name}.png", title=f"{name} (test)")
             self._per_type_report(name, trainer.datamodule, ids, predicted, mos)

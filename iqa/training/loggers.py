@@ -6,6 +6,7 @@ import logging
 import netrc
 import os
 import socket
+import threading
 from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -27,12 +28,28 @@ def wandb_credentials_available() -> bool:
 
 
 def wandb_reachable(host: str = "api.wandb.ai", timeout: float = 3.0) -> bool:
-    """True when a TCP connection to the W&B server opens within ``timeout`` seconds."""
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+    """True when a TCP connection to the W&B server opens within ``timeout`` seconds in total.
+
+    Socket timeouts do not cover the DNS lookup, which can hang for minutes on a compute
+    node without a resolver, so the probe runs in a daemon thread that is abandoned at the
+    deadline.
+    """
+    opened: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            opened.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, name="wandb-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    reachable = bool(opened)
+    if not reachable:
+        log.warning("W&B: no connection to %s:443 within %g s", host, timeout)
+    return reachable
 
 
 class WandbLogger(_LightningWandbLogger):

@@ -7,6 +7,7 @@ from pathlib import Path
 from iqa.data.datasets import (  # noqa: F401  (imported to register the descriptions)
     agiqa,
     aigciqa2023,
+    biq2021,
     csiq,
     flive,
     kadid,

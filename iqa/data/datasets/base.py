@@ -8,10 +8,14 @@ cropping happen elsewhere (``iqa.data.protocol``, ``iqa.data.dataset``).
 from __future__ import annotations
 
 import csv
+import logging
+import os
 from pathlib import Path
 from typing import ClassVar
 
 from iqa.data.records import ImageRecord
+
+log = logging.getLogger(__name__)
 
 
 class DatasetError(ValueError):
@@ -56,11 +60,14 @@ class DatasetDescription:
 
     # -- reading -------------------------------------------------------------------
     def records(self) -> list[ImageRecord]:
-        """All labelled images, validated (root exists, files exist, MOS in range)."""
+        """All labelled images, validated (root exists, each image listed once, files exist,
+        MOS in range). An image listed twice with different scores is an error naming both
+        rows; listed twice with the same score, it is kept once with a warning."""
         self._check_root()
         records = self.read_meta_csv(self.meta_file) if self.meta_file else self.read_official()
         if not records:
             raise DatasetError(f"{self.name}: no labelled images found under {self.root}")
+        records = self._check_duplicates(records)
         self._check_files(records)
         self._check_mos_range(records)
         return records
@@ -178,6 +185,31 @@ class DatasetDescription:
             )
         if not any(self.root.iterdir()):
             raise DatasetError(f"{self.name}: dataset folder {self.root} is empty; see docs/datasets.md")
+
+    def _check_duplicates(self, records: list[ImageRecord]) -> list[ImageRecord]:
+        """``records`` with each image once (the first row of exact repeats); rows are counted
+        from 1 among the labelled images in reading order."""
+        first: dict[str, int] = {}
+        kept, repeated = [], []
+        for row, record in enumerate(records, start=1):
+            key = os.path.normpath(record.path)
+            if key not in first:
+                first[key] = row
+                kept.append(record)
+                continue
+            earlier = records[first[key] - 1]
+            if earlier.mos != record.mos:
+                source = self.meta_file or "the label file"
+                raise DatasetError(
+                    f"{self.name}: one image has two different scores in {source}: row {first[key]} "
+                    f"{earlier.path} (score {earlier.mos}) and row {row} {record.path} (score {record.mos}); "
+                    "keep one row per image"
+                )
+            repeated.append(f"{record.path} (rows {first[key]} and {row})")
+        if repeated:
+            log.warning("%s: %d image(s) listed twice with the same score, used once: %s%s", self.name,
+                        len(repeated), ", ".join(repeated[:5]), " ..." if len(repeated) > 5 else "")
+        return kept
 
     def _check_files(self, records: list[ImageRecord]) -> None:
         missing = [record.path for record in records if not record.path.is_file()]

@@ -1,14 +1,18 @@
-"""Baselines of the seeds: timm ResNet / ViT / Swin backbones with a regression head."""
+"""Baselines of the seeds: timm ResNet / ViT / Swin backbones, or any timm architecture, with a
+regression head."""
 
 from __future__ import annotations
+
+import difflib
+import re
 
 import timm
 import torch
 import torch.nn as nn
 
-from iqa.models.base import IQAModel
+from iqa.models.base import ConfigurationError, IQAModel
 from iqa.models.baselines.vit_tuners import add_adapters, add_deep_prompts, add_lora
-from iqa.models.pretrained import load_pretrained, timm_normalisation
+from iqa.models.pretrained import load_pretrained, resolve_pretrained, timm_normalisation
 from iqa.registry import register_model
 
 VIT_NAMES = {size: f"vit_{size}_patch16_224" for size in ("tiny", "small", "base")}
@@ -26,8 +30,9 @@ class TimmRegressor(IQAModel):
 
     Args:
         arch: timm architecture name.
-        pretrained: ``None`` (random init), a timm tag found in the local HF cache, or a
-            local weights file.
+        pretrained: ``None``/``False`` (random init), ``True`` (timm's default tag), a timm tag
+            found in the local HF cache, a local weights file, or ``efficientnet-lite0|1|2``
+            (:func:`iqa.models.pretrained.resolve_pretrained`).
         tuning: ``full`` trains everything; ``linear_probe`` freezes the backbone (kept
             in eval mode, so BatchNorm statistics do not move) and trains the head; subclasses
             may offer tuners inside the frozen backbone (:attr:`tunings`).
@@ -38,16 +43,21 @@ class TimmRegressor(IQAModel):
 
     tunings: tuple[str, ...] = ("full", "linear_probe")
 
-    def __init__(self, arch: str, pretrained: str | None = None, tuning: str = "full", head_dropout: float = 0.0,
-                 fixed_input_size: int | None = None, **timm_kwargs) -> None:
+    def __init__(self, arch: str, pretrained: str | bool | None = None, tuning: str = "full",
+                 head_dropout: float = 0.0, fixed_input_size: int | None = None, **timm_kwargs) -> None:
         if tuning not in self.tunings:
             raise ValueError(f"model.tuning={tuning!r}: {type(self).__name__} offers {', '.join(self.tunings)}")
+        pretrained = resolve_pretrained(arch, pretrained)
         super().__init__(*timm_normalisation(arch, pretrained), fixed_input_size)
         backbone = timm.create_model(arch, pretrained=False, num_classes=0, **timm_kwargs)
         if pretrained:
             load_pretrained(backbone, pretrained, arch)
         self.backbone = backbone
         self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(backbone.num_features, 1))
+        # A fresh head outputs zero: a random one (timm's 1-output EfficientNet head is uniform(-1, 1))
+        # starts at scores of ~40 and wrecks fine-tuning (SRCC 0.14 vs 0.86 on ~1,000 real photos).
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
         self.frozen_backbone = tuning != "full"
         if self.frozen_backbone:
             self.backbone.requires_grad_(False)
@@ -60,6 +70,28 @@ class TimmRegressor(IQAModel):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(images)).squeeze(-1)
+
+
+@register_model("timm")
+class TimmIQA(TimmRegressor):
+    """Any timm architecture ``name`` (``timm.list_models()``) with the regression head.
+
+    ``pretrained`` as in :class:`TimmRegressor`; normalisation follows timm's pretrained config of
+    the architecture (mean = std = 0.5 for ``tf_efficientnet_lite*``). Architectures of a fixed
+    input size (timm's ``fixed_input_size``, e.g. ViT) require square ``img_size`` inputs (timm's
+    default size when ``None``); ``timm_kwargs`` go to ``timm.create_model``.
+    """
+
+    def __init__(self, name: str = "tf_efficientnet_lite0", img_size: int | None = None, **kwargs) -> None:
+        if not timm.is_model(name):
+            close = difflib.get_close_matches(name, timm.list_models(), n=3)
+            family = name.rsplit("_", 1)[0] if "_" in name else re.match("[A-Za-z]*", name).group().lower()
+            raise ConfigurationError(f"model.name={name!r} is not a timm architecture (close: {close}); list the "
+                                     f"names with timm.list_models('{family}*')")
+        super().__init__(name, img_size=img_size, **kwargs)
+        config = self.backbone.pretrained_cfg
+        if config.get("fixed_input_size"):
+            self.fixed_input_size = int(img_size if img_size is not None else config["input_size"][-1])
 
 
 @register_model("resnet")

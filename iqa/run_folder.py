@@ -1,0 +1,138 @@
+"""One run per folder: results and checkpoints stay together, and ``resume=`` continues a run.
+
+* A run never writes into a folder that already holds another run's results: it is
+  refused, naming the folder (checked before Hydra writes ``.hydra/`` and again when
+  training starts).
+* ``python train.py resume=<run dir>`` continues that run in its own folder from
+  ``checkpoints/last.ckpt``, with the config it was started with (``resolved_config.yaml``).
+  Overrides that would change the experiment are refused, naming the key; those that
+  cannot change the result (:data:`RESUME_SAFE_KEYS`) are applied. Hydra's record of the
+  resuming command goes to ``.hydra/resume_<time>/``, keeping the original ``.hydra/``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+RESULT_FILES = ("metrics.json", "run_info.json", "resolved_config.yaml")
+RESUME_SAFE_KEYS = ("data.num_workers", "paths.data_dir", "data.root", "data.roots", "data.cache_dir",
+                    "callbacks.progress_bar", "logger", "trainer.enable_progress_bar")
+
+
+class RunFolderError(RuntimeError):
+    """A run folder that is taken by another run, or a ``resume=`` that cannot continue."""
+
+
+def is_first_process() -> bool:
+    """True in the process that owns the run folder: global rank 0 of the job, as set by
+    Lightning's launcher (``LOCAL_RANK``), a cluster scheduler or torchrun (``NODE_RANK``,
+    ``RANK``, ``SLURM_PROCID``)."""
+    return all(os.environ.get(key, "0") == "0" for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
+def holds_results(folder: Path) -> list[str]:
+    """The result files of a run found in ``folder`` (empty when it is free to use)."""
+    found = [name for name in RESULT_FILES if (folder / name).is_file()]
+    checkpoints = folder / "checkpoints"
+    if checkpoints.is_dir():
+        found += [f"checkpoints/{p.name}" for p in sorted(checkpoints.glob("*.ckpt"))]
+    return found
+
+
+def refuse_if_taken(folder: Path) -> None:
+    """Raise :class:`RunFolderError` when ``folder`` holds another run's results."""
+    found = holds_results(folder)
+    if found:
+        raise RunFolderError(
+            f"run folder {folder} already holds another run's results ({', '.join(found[:4])}); a run never writes "
+            f"over them. Continue that run with `python train.py resume={folder}`, or choose another "
+            "hydra.run.dir (the default is a new timestamped folder)")
+
+
+def _resume_subdir(resume: str | None) -> str:
+    """Hydra's ``output_subdir``: ``.hydra``, or ``.hydra/resume_<time>`` when resuming."""
+    return ".hydra" if not resume else f".hydra/resume_{datetime.now():%Y-%m-%d_%H-%M-%S}"
+
+
+if not OmegaConf.has_resolver("iqa_hydra_subdir"):
+    OmegaConf.register_new_resolver("iqa_hydra_subdir", _resume_subdir, use_cache=True)
+
+
+class RunFolderGuard(Callback):
+    """Hydra callback: checks the run or sweep folder before Hydra writes into it."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not is_first_process():
+            return
+        folder = Path(config.hydra.run.dir)
+        if config.get("resume"):
+            check_resumable(Path(config.resume))
+        else:
+            refuse_if_taken(folder)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.get("resume"):
+            raise RunFolderError("resume= continues one run; use it without -m (one resume per command)")
+        if not is_first_process():
+            return
+        sweep = Path(config.hydra.sweep.dir)
+        taken = [str(job.parent) for job in sorted(sweep.glob("*/.hydra")) if holds_results(job.parent)]
+        if taken:
+            raise RunFolderError(f"sweep folder {sweep} already holds finished jobs ({', '.join(taken[:3])}); "
+                                 "choose another hydra.sweep.dir (the default is a new timestamped folder)")
+
+
+def check_resumable(run_dir: Path) -> None:
+    """Raise :class:`RunFolderError` unless ``run_dir`` is a run that can be continued."""
+    needed = [run_dir / "resolved_config.yaml", run_dir / "checkpoints" / "last.ckpt"]
+    missing = [str(path) for path in needed if not path.is_file()]
+    if missing:
+        raise RunFolderError(f"resume={run_dir}: cannot continue, {' and '.join(missing)} missing "
+                             "(resume= takes the folder of a run started by train.py)")
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _is_safe(key: str) -> bool:
+    return any(key == safe or key.startswith(f"{safe}.") for safe in RESUME_SAFE_KEYS)
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """The config of the run in ``cfg.resume``, continuing from its ``last.ckpt``.
+
+    ``overrides`` are the command's own (``key=value``); a key outside
+    :data:`RESUME_SAFE_KEYS` whose value differs from the run's is refused, naming it.
+    """
+    run_dir = Path(cfg.resume).expanduser().resolve()
+    check_resumable(run_dir)
+    text = (run_dir / "resolved_config.yaml").read_text()
+    original = OmegaConf.create(text)
+    old_dir = str(original.paths.output_dir)
+    if Path(old_dir).resolve() != run_dir:  # the folder was moved: its own paths move with it
+        original = OmegaConf.create(text.replace(old_dir, str(run_dir)))
+    for key in (_override_key(o) for o in overrides):
+        if key == "resume" or key.startswith("hydra."):
+            continue
+        new, old = OmegaConf.select(cfg, key), OmegaConf.select(original, key)
+        if _is_safe(key):
+            OmegaConf.update(original, key, new, force_add=True)
+            continue
+        if _plain(new) != _plain(old):
+            raise RunFolderError(
+                f"resume={run_dir}: the override {key} would change the experiment ({_plain(old)!r} in the run, "
+                f"{_plain(new)!r} now); a resumed run keeps its config. Start a new run to change it")
+    original.resume = str(run_dir)
+    original.ckpt_path = str(run_dir / "checkpoints" / "last.ckpt")
+    return original
