@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from datetime import timedelta
@@ -16,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import track
 
+from iqa.atomic import atomic_write_text
 from iqa.checkpoint import instantiate_checkpoint_config, load_module
 from iqa.provenance import update_status, write_run_info
 from iqa.run_folder import is_first_process, refuse_if_taken, resumed_config
@@ -132,20 +134,19 @@ def score_images(ckpt_path: str, images: str, csv_path: Path) -> Path:
     An unreadable image gets an empty score, the reason as its status (else ``ok``) and a
     warning; a summary follows. The CSV is written atomically: an interrupted run leaves none.
     """
-    from iqa.scorer import atomic_text_file
-
     scorer = load_scorer(ckpt_path)
     paths = find_images(images)
     unreadable = 0
-    with atomic_text_file(csv_path) as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "score", "status"])
-        for path in track(paths, description="scoring"):
-            score, status = scorer.try_score(path)
-            if score is None:
-                unreadable += 1
-                log.warning("cannot score %s: %s", path, status)
-            writer.writerow([str(path), "" if score is None else f"{score:.6f}", status])
+    rows = io.StringIO()
+    writer = csv.writer(rows)
+    writer.writerow(["path", "score", "status"])
+    for path in track(paths, description="scoring"):
+        score, status = scorer.try_score(path)
+        if score is None:
+            unreadable += 1
+            log.warning("cannot score %s: %s", path, status)
+        writer.writerow([str(path), "" if score is None else f"{score:.6f}", status])
+    atomic_write_text(csv_path, rows.getvalue())
     if unreadable:
         log.warning("scored %d of %d images; %d could not be read (empty score, reason in the status column of %s)",
                     len(paths) - unreadable, len(paths), unreadable, csv_path)

@@ -60,32 +60,44 @@ def _resume_subdir(resume: str | None) -> str:
     return ".hydra" if not resume else f".hydra/resume_{datetime.now():%Y-%m-%d_%H-%M-%S}"
 
 
+def _run_dir(resume: str | None, default: str) -> str:
+    """Hydra's ``run.dir``: the resumed run's folder, else the default (timestamped) one."""
+    return str(resume) if resume else default
+
+
 if not OmegaConf.has_resolver("iqa_hydra_subdir"):
     OmegaConf.register_new_resolver("iqa_hydra_subdir", _resume_subdir, use_cache=True)
+    OmegaConf.register_new_resolver("iqa_run_dir", _run_dir)
 
 
 class RunFolderGuard(Callback):
-    """Hydra callback: checks the run or sweep folder before Hydra writes into it."""
+    """Hydra callback: checks the run or sweep folder before Hydra writes into it.
+
+    Hydra turns an exception raised by a callback into a warning and goes on, so a refusal
+    exits the process (``SystemExit`` with the message) before anything is written.
+    """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_first_process():
             return
-        folder = Path(config.hydra.run.dir)
-        if config.get("resume"):
-            check_resumable(Path(config.resume))
-        else:
-            refuse_if_taken(folder)
+        try:
+            if config.get("resume"):
+                check_resumable(Path(config.resume))
+            else:
+                refuse_if_taken(Path(config.hydra.run.dir))
+        except RunFolderError as error:
+            raise SystemExit(f"Error: {error}") from None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.get("resume"):
-            raise RunFolderError("resume= continues one run; use it without -m (one resume per command)")
+            raise SystemExit("Error: resume= continues one run; use it without -m (one resume per command)")
         if not is_first_process():
             return
         sweep = Path(config.hydra.sweep.dir)
         taken = [str(job.parent) for job in sorted(sweep.glob("*/.hydra")) if holds_results(job.parent)]
         if taken:
-            raise RunFolderError(f"sweep folder {sweep} already holds finished jobs ({', '.join(taken[:3])}); "
-                                 "choose another hydra.sweep.dir (the default is a new timestamped folder)")
+            raise SystemExit(f"Error: sweep folder {sweep} already holds finished jobs ({', '.join(taken[:3])}); "
+                             "choose another hydra.sweep.dir (the default is a new timestamped folder)")
 
 
 def check_resumable(run_dir: Path) -> None:
@@ -95,6 +107,9 @@ def check_resumable(run_dir: Path) -> None:
     if missing:
         raise RunFolderError(f"resume={run_dir}: cannot continue, {' and '.join(missing)} missing "
                              "(resume= takes the folder of a run started by train.py)")
+    if (run_dir / "metrics.json").is_file():
+        raise RunFolderError(f"resume={run_dir}: the run has finished (its metrics.json is written); nothing to "
+                             "continue. Evaluate it with eval.py ckpt_path=<run dir>/checkpoints/best.ckpt")
 
 
 def _override_key(override: str) -> str:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from glob import glob
 from pathlib import Path
-from typing import TextIO
 
 import torch
 
@@ -28,25 +25,6 @@ def find_images(images: str | Path) -> list[Path]:
     if not paths:
         raise FileNotFoundError(f"no images found at {images!r}; pass a folder or a glob such as 'photos/*.jpg'")
     return sorted(paths)
-
-
-@contextmanager
-def atomic_text_file(path: str | Path) -> Iterator[TextIO]:
-    """A text file written whole or not at all: written to a temporary file in the same
-    folder, flushed, fsynced and moved over ``path`` (``os.replace``) at the end; removed
-    instead if the block raises or is interrupted, leaving an earlier ``path`` as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", newline="") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 class Scorer:

@@ -65,6 +65,7 @@ def test_kill_9_mid_epoch_then_resume_gives_the_uninterrupted_result(tmp_path, d
 def test_resume_refuses_overrides_that_change_the_experiment(tmp_path, data_dir):
     run_dir = tmp_path / "run"
     run_to_end(data_dir, f"hydra.run.dir={run_dir}", "trainer.max_epochs=1")
+    (run_dir / "metrics.json").unlink()  # as if it had been stopped before its test
     refused = subprocess.run(train_command(data_dir, f"resume={run_dir}", "optimizer.lr=0.5"), cwd=ROOT,
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0
@@ -75,8 +76,8 @@ def test_a_second_run_into_a_used_folder_is_refused_and_nothing_is_overwritten(t
     run_dir = tmp_path / "run"
     run_to_end(data_dir, f"hydra.run.dir={run_dir}", "trainer.max_epochs=1")
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
-    second = subprocess.run(train_command(data_dir, f"hydra.run.dir={run_dir}", "trainer.max_epochs=1"), cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    second = subprocess.run(train_command(data_dir, f"hydra.run.dir={run_dir}", "trainer.max_epochs=2"), cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)  # another command: .hydra/ would differ
     assert second.returncode != 0
     assert f"run folder {run_dir} already holds another run's results" in second.stderr
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
@@ -88,4 +89,22 @@ def test_resume_of_a_folder_that_is_not_a_run_names_what_is_missing(tmp_path, pr
 
     (tmp_path / "resolved_config.yaml").write_text("seed: 1\n") if problem == "no checkpoint" else None
     with pytest.raises(RunFolderError, match="last.ckpt"):
+        check_resumable(tmp_path)
+
+
+def test_without_a_run_dir_each_run_gets_a_new_timestamped_folder(tmp_path, data_dir):
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), *RUN, "trainer.max_epochs=1",
+                           f"paths.data_dir={data_dir}"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = (tmp_path / "outputs" / "train").iterdir()
+    assert (run_dir / "metrics.json").is_file() and (run_dir / ".hydra" / "overrides.yaml").is_file()
+
+
+def test_a_finished_run_is_not_resumed(tmp_path):
+    from iqa.run_folder import RunFolderError, check_resumable
+
+    (tmp_path / "checkpoints").mkdir()
+    for name in ("resolved_config.yaml", "checkpoints/last.ckpt", "metrics.json"):
+        (tmp_path / name).write_text("")
+    with pytest.raises(RunFolderError, match="has finished"):
         check_resumable(tmp_path)

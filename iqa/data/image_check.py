@@ -8,7 +8,7 @@ decoded once in full to settle it. Files above ``data.max_pixels`` are refused f
 header. What is learned is cached per folder, keyed by each file's absolute path, size and
 modification time, so checking 10,000 unchanged images again only ``stat``s them.
 
-Cache files are replaced atomically (written to a temporary file, then ``os.replace``), so
+Cache files are replaced atomically (:func:`iqa.jsonio.write_json`), so
 DDP ranks and workers checking at once leave a whole cache, at worst without each other's
 entries (then checked again next time).
 """
@@ -19,13 +19,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image
 
 from iqa.data.image_io import DEFAULT_MAX_PIXELS, CorruptImageError, pixel_limit, read_rgb, too_many_pixels
+from iqa.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -151,16 +151,8 @@ def _read_cache(cache_file: Path, folder: str) -> dict[str, dict]:
 
 def _write_cache(cache_file: Path, folder: str, fresh: dict[str, dict]) -> None:
     """Merge ``fresh`` into the cache file as it is now and replace it atomically."""
-    temporary = None
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
         files = {**_read_cache(cache_file, folder), **fresh}
-        with tempfile.NamedTemporaryFile("w", dir=cache_file.parent, prefix=cache_file.stem, suffix=".tmp",
-                                         delete=False) as handle:
-            temporary = handle.name
-            json.dump({"version": VERSION, "folder": folder, "files": files}, handle, separators=(",", ":"))
-        os.replace(temporary, cache_file)
+        write_json(cache_file, {"version": VERSION, "folder": folder, "files": files}, indent=None)
     except OSError as error:
-        if temporary:
-            Path(temporary).unlink(missing_ok=True)
         log.debug("image check cache %s not written (%s); files are checked again next time", cache_file, error)

@@ -1,7 +1,7 @@
 """BIQ2021 (Ahmed & Asif, J. Electronic Imaging 31(5) 053010, 2022): 12,000 authentic photographs.
 
-N. Ahmed and H. M. S. Asif, "BIQ2021: a large-scale blind image quality assessment database",
-Journal of Electronic Imaging 31(5), 053010 (2022), doi:10.1117/1.JEI.31.5.053010.
+Ahmed and Asif, "BIQ2021: a large-scale blind image quality assessment database", Journal of
+Electronic Imaging 31(5), 053010 (2022), doi:10.1117/1.JEI.31.5.053010.
 
 Layout: a clone of github.com/nisarahmedrana/BIQ2021: ``Images/`` holds 12,000 JPEGs
 (512×512 px but for 11 smaller ones of ``ss02``) named ``ss01 (k).jpg`` (subset 1, 2,000
