@@ -158,6 +158,7 @@ def test_pretrained_true_looks_for_the_default_tag_in_the_local_cache(tmp_path, 
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the cache is only looked at, never filled: no download
     with pytest.raises(PretrainedWeightsError, match=r"timm/tf_efficientnet_lite0\.in1k.*model\.safetensors"):
         create_model("timm", name="tf_efficientnet_lite0", pretrained=True)
     assert not create_model("timm", name="test_efficientnet", pretrained=False).head[-1].weight.any()
