@@ -5,12 +5,14 @@ import math
 import hydra
 from omegaconf import DictConfig
 
+from iqa.cli import run_task
 from iqa.experiment import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    value = train(cfg).get(cfg.get("optimized_metric", "test/srcc"))
+    results = run_task(train, cfg) or {}
+    value = results.get(cfg.get("optimized_metric", "test/srcc"))
     return value if value is not None and math.isfinite(value) else None  # sweepers get None, never NaN
 
 

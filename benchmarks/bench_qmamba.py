@@ -1,11 +1,16 @@
-"""QMamba-T and LQMamba-T against timm's ViT-S/16 and Swin-T: forward speed on this machine,
-parameters and GFLOPs at 224², plus the six sizes of the QMamba paper's Table 1.
+"""QMamba-T and LQMamba-T against timm's ViT-S/16 and Swin-T: speed on this machine, parameters
+and GFLOPs at 224², plus the six sizes of the QMamba paper's Table 1.
 
-    python benchmarks/bench_qmamba.py [--batch 8] [--repeats 3] [--device cpu] [--scan-backend torch]
+    python benchmarks/bench_qmamba.py [--batch 8] [--repeats 3] [--threads 2] [--device cpu]
+                                      [--scan-backend torch] [--no-backward] [--no-before] [--profile]
 
-Speed: random weights, eval mode, ``torch.no_grad``, fp32, random 224² images; after one
-warm-up batch the fastest of ``--repeats`` batches is reported, the models taking turns (the
-machine may be shared).
+Speed: random weights, eval mode, fp32, random 224² images; forward under ``torch.no_grad``
+and forward+backward (gradients of all weights from the sum of the scores). After one warm-up
+batch the fastest of ``--repeats`` batches is reported, the models taking turns (the machine
+may be shared). "before" rows are the same models (same weights) with SS2D's fused CPU scan
+switched off (``SS2D.fused_scan = False``: unfold into K sequences → ``selective_scan`` →
+fold), i.e. the code path before the fused scan, measured in the same interleaved run.
+``--profile`` adds torch.profiler's self-CPU share per op for QMamba-T (forward, fwd+bwd).
 GFLOPs are multiply-accumulates, as the papers count them: QMamba's by ``VSSM.flops``
 (fvcore's conventions plus the selective scan), the timm models' by ``torch.utils.flop_counter``
 (matmuls and convolutions; their LayerNorms add < 0.3 %). Nothing is downloaded.
@@ -14,6 +19,8 @@ GFLOPs are multiply-accumulates, as the papers count them: QMamba's by ``VSSM.fl
 from __future__ import annotations
 
 import argparse
+import copy
+import os
 import time
 
 import timm
@@ -40,21 +47,58 @@ def timm_gmacs(model: torch.nn.Module) -> float:
     return counter.get_total_flops() / 2e9
 
 
-def images_per_second(models: dict[str, torch.nn.Module], batch: int, repeats: int, device: str) -> dict[str, float]:
-    """Fastest of ``repeats`` batches per model; the models take turns, so that a load that
-    comes and goes on a shared machine reaches all of them alike."""
+def unfused(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` (same weights) whose SS2D blocks take the unfolding path."""
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if hasattr(module, "fused_scan"):
+            module.fused_scan = False
+    return model
+
+
+def images_per_second(models: dict[str, torch.nn.Module], batch: int, repeats: int, device: str,
+                      backward: bool) -> dict[tuple[str, str], float]:
+    """Fastest of ``repeats`` batches per model and pass (``forward``, ``fwd+bwd``); the models
+    take turns, so that a load that comes and goes on a shared machine reaches all alike."""
     images = torch.randn(batch, 3, 224, 224, device=device)
-    fastest = dict.fromkeys(models, float("inf"))
-    with torch.no_grad():
-        for turn in range(repeats + 1):  # turn 0 warms up
-            for label, model in models.items():
-                start = time.perf_counter()
+    passes = ("forward", "fwd+bwd") if backward else ("forward",)
+    fastest = {(label, name): float("inf") for label in models for name in passes}
+
+    def run(model: torch.nn.Module, name: str) -> None:
+        if name == "forward":
+            with torch.no_grad():
                 model(images)
+        else:
+            model.zero_grad(set_to_none=True)
+            model(images).sum().backward()
+
+    for turn in range(repeats + 1):  # turn 0 warms up
+        for label, model in models.items():
+            for name in passes:
+                start = time.perf_counter()
+                run(model, name)
                 if device.startswith("cuda"):
                     torch.cuda.synchronize()
                 if turn:
-                    fastest[label] = min(fastest[label], time.perf_counter() - start)
-    return {label: batch / seconds for label, seconds in fastest.items()}
+                    fastest[label, name] = min(fastest[label, name], time.perf_counter() - start)
+    return {key: batch / seconds for key, seconds in fastest.items()}
+
+
+def profile_table(model: torch.nn.Module, batch: int, backward: bool, rows: int = 12) -> str:
+    """Self-CPU time per op (torch.profiler) of one forward or forward+backward batch, Markdown."""
+    from torch.profiler import ProfilerActivity, profile
+
+    images = torch.randn(batch, 3, 224, 224)
+    with torch.set_grad_enabled(backward), profile(activities=[ProfilerActivity.CPU]) as prof:
+        scores = model(images)
+        if backward:
+            scores.sum().backward()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    lines = ["| op | self CPU s | share | calls |", "|---|---|---|---|"]
+    lines += [f"| {e.key} | {e.self_cpu_time_total / 1e6:.2f} | {e.self_cpu_time_total / total:.1%} | {e.count} |"
+              for e in events[:rows]]
+    return "\n".join(lines + [f"| total | {total / 1e6:.2f} | 100% | |"])
 
 
 def main() -> None:
@@ -63,7 +107,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--scan-backend", default="torch", choices=["auto", "cuda", "torch"])
+    parser.add_argument("--threads", type=int, default=2, help="torch and numba threads")
+    parser.add_argument("--no-backward", dest="backward", action="store_false", help="forward only")
+    parser.add_argument("--no-before", dest="before", action="store_false", help="skip the unfused SS2D rows")
+    parser.add_argument("--profile", action="store_true", help="self-CPU share per op of QMamba-T")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    try:
+        import numba
+
+        numba.set_num_threads(args.threads)
+    except ImportError:
+        pass
 
     print("| model | params (M) | paper | GFLOPs | paper |\n|---|---|---|---|---|")
     for (size, scan), (paper_params, paper_gflops) in TABLE_1.items():
@@ -74,20 +129,33 @@ def main() -> None:
               f"| {paper_gflops:.2f} |")
 
     torch.manual_seed(0)
-    models = {name_of("tiny", scan): create_model("qmamba", size="tiny", scan=scan, scan_backend=args.scan_backend)
-              for scan in ("cross", "local")}
+    models = {}
+    for scan in ("cross", "local"):
+        model = create_model("qmamba", size="tiny", scan=scan, scan_backend=args.scan_backend)
+        if args.before:
+            models[f"{name_of('tiny', scan)} before"] = unfused(model)
+        models[name_of("tiny", scan)] = model
     models.update({label: timm.create_model(arch, num_classes=1) for label, arch in TIMM_MODELS.items()})
     gmacs = {label: (m.backbone.flops(224) if hasattr(m, "backbone") else timm_gmacs(m) * 1e9) / 1e9
              for label, m in models.items()}
+    load_before = os.getloadavg()
     speed = images_per_second({label: m.to(args.device).eval() for label, m in models.items()}, args.batch,
-                              args.repeats, args.device)
-    print(f"\nForward, batch {args.batch}, 224², {args.device}, {torch.get_num_threads()} threads, "
-          f"scan backend {args.scan_backend}, torch {torch.__version__}\n")
-    print("| model | params (M) | GFLOPs | images / s | × ViT-S/16 | × Swin-T |\n|---|---|---|---|---|---|")
-    for label, model in models.items():
-        params = sum(p.numel() for p in model.parameters()) / 1e6
-        print(f"| {label} | {params:.2f} | {gmacs[label]:.2f} | {speed[label]:.2f} "
-              f"| {speed[label] / speed['ViT-S/16']:.3f} | {speed[label] / speed['Swin-T']:.3f} |")
+                              args.repeats, args.device, args.backward)
+    print(f"\nBatch {args.batch}, 224², {args.device}, {torch.get_num_threads()} threads, scan backend "
+          f"{args.scan_backend}, torch {torch.__version__}; load average (1, 5, 15 min) before "
+          f"{load_before[0]:.1f} {load_before[1]:.1f} {load_before[2]:.1f}, after {os.getloadavg()[0]:.1f}\n")
+    print("| model | pass | params (M) | GFLOPs | images / s | × ViT-S/16 | × Swin-T | × before |\n"
+          "|---|---|---|---|---|---|---|---|")
+    for (label, name), rate in speed.items():
+        params = sum(p.numel() for p in models[label].parameters()) / 1e6
+        before = speed.get((f"{label} before", name))
+        print(f"| {label} | {name} | {params:.2f} | {gmacs[label]:.2f} | {rate:.2f} | "
+              f"{rate / speed['ViT-S/16', name]:.3f} | {rate / speed['Swin-T', name]:.3f} | "
+              f"{f'{rate / before:.2f}' if before else ''} |")
+    if args.profile:
+        for backward in (False, True):
+            print(f"\nQMamba-T {'fwd+bwd' if backward else 'forward'}, batch {args.batch}: self CPU per op\n")
+            print(profile_table(models[name_of("tiny", "cross")], args.batch, backward))
 
 
 if __name__ == "__main__":

@@ -5,9 +5,14 @@ L = 56·56, d_state 1, grouped B/C, softplus, D and delta_bias), forward and for
 
 Compares the torch backend's algorithms (numba's compiled loop on CPU, the parallel scan) with
 a plain sequential reference (a Python loop over L on precomputed exp(ΔA) and ΔBu) and, on
-CUDA, mamba_ssm's kernel when it imports. Prints a Markdown table: the first call (numba's
-JIT compilation, from an empty cache), then medians of the timed calls: forward under
-``torch.no_grad()`` and forward+backward (gradients of all inputs), with the speed-up over
+CUDA, mamba_ssm's kernel when it imports. On CPU also SS2D's fused scan
+(:mod:`iqa.ops.scan_cross_numba`) at the same sizes, laid out as SS2D gives them: a 56×56 map
+of dim / 4 channels read along VMamba's four cross-scan paths, directions summed at each pixel,
+and Δ = softplus(W r + bias) from a rank-6 r inside the kernel (more work than the other rows,
+which get Δ precomputed); its output is compared with the reference run on the same numbers.
+Prints a Markdown table: the first call (numba's JIT compilation, from an empty cache), then
+medians of the timed calls, the candidates taking turns: forward under ``torch.no_grad()`` and
+forward+backward (gradients of all inputs), with the speed-up over
 the reference and the largest output difference from it.
 """
 
@@ -53,6 +58,41 @@ def make_inputs(device: str, batch: int, dim: int, length: int, d_state: int, gr
             "D": leaf(torch.ones(dim)), "delta_bias": leaf(torch.rand(dim, generator=g) - 4)}
 
 
+def fused_cross_scan(x: dict, groups: int, rank: int) -> tuple[Callable[[], torch.Tensor], torch.Tensor]:
+    """SS2D's fused CPU scan on a square map of dim / groups channels (VMamba's cross-scan paths,
+    directions summed), Δ from a rank-``rank`` projection inside the kernel; A, D, delta_bias
+    from ``x``. Returns the scan and the sequential reference's output in the same layout."""
+    from iqa.models.backbones.vmamba import CrossScan
+    from iqa.ops.scan_cross_numba import directional_scan_numba
+
+    batch, dim, length = x["u"].shape
+    channels, n_state = dim // groups, x["A"].shape[1]
+    paths = CrossScan().paths(int(length**0.5), int(length**0.5))
+    g = torch.Generator().manual_seed(1)
+    pixel = {"u": torch.randn(batch, channels, length, generator=g),
+             "ranked": torch.randn(batch, groups, rank, length, generator=g),
+             "dt_weight": torch.randn(groups, channels, rank, generator=g) * rank**-0.5 - 1,
+             "B": torch.randn(batch, groups, n_state, length, generator=g),
+             "C": torch.randn(batch, groups, n_state, length, generator=g)}
+    index = paths.long()
+    with torch.no_grad():  # the same numbers as K sequences for the reference
+        delta = torch.matmul(pixel["dt_weight"], pixel["ranked"])
+        out = sequential_reference(
+            torch.cat([pixel["u"][..., index[k]] for k in range(groups)], 1),
+            torch.cat([delta[:, k][..., index[k]] for k in range(groups)], 1), x["A"].detach(),
+            torch.stack([pixel["B"][:, k][..., index[k]] for k in range(groups)], 1),
+            torch.stack([pixel["C"][:, k][..., index[k]] for k in range(groups)], 1),
+            x["D"].detach(), x["delta_bias"].detach())
+        expected = sum(out[:, k * channels:(k + 1) * channels][..., index[k].argsort()] for k in range(groups))
+    leaves = {name: t.requires_grad_() for name, t in pixel.items()}
+
+    def scan() -> torch.Tensor:
+        return directional_scan_numba(leaves["u"], leaves["ranked"], leaves["dt_weight"], x["delta_bias"], x["A"],
+                                      leaves["B"], leaves["C"], x["D"], paths, merge=True)
+
+    return scan, expected
+
+
 def milliseconds(function: Callable[[], None], device: str) -> float:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -63,20 +103,28 @@ def milliseconds(function: Callable[[], None], device: str) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def measure(scan: Callable[[], torch.Tensor], device: str, repeats: int) -> tuple[float, float, float, torch.Tensor]:
-    """First call (forward+backward), median forward, median forward+backward, and the output."""
-    def forward() -> None:
+def measure(candidates: dict[str, Callable[[], torch.Tensor]], device: str,
+            repeats: int) -> dict[str, tuple[float, float, float, torch.Tensor]]:
+    """Per candidate: first call (forward+backward), median forward, median forward+backward, and
+    the output. The candidates take turns in every repeat (the machine may be shared)."""
+    def forward(scan: Callable[[], torch.Tensor]) -> None:
         with torch.no_grad():
             scan()
 
-    def forward_backward() -> None:
+    def forward_backward(scan: Callable[[], torch.Tensor]) -> None:
         scan().sum().backward()
 
-    first = milliseconds(forward_backward, device)
-    forward_ms = statistics.median(milliseconds(forward, device) for _ in range(repeats))
-    both_ms = statistics.median(milliseconds(forward_backward, device) for _ in range(repeats))
-    with torch.no_grad():
-        return first, forward_ms, both_ms, scan()
+    first = {name: milliseconds(lambda: forward_backward(scan), device) for name, scan in candidates.items()}
+    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in candidates}
+    for _ in range(repeats):
+        for name, scan in candidates.items():
+            times[name][0].append(milliseconds(lambda: forward(scan), device))
+            times[name][1].append(milliseconds(lambda: forward_backward(scan), device))
+    rows = {}
+    for name, scan in candidates.items():
+        with torch.no_grad():
+            rows[name] = (first[name], statistics.median(times[name][0]), statistics.median(times[name][1]), scan())
+    return rows
 
 
 def main() -> None:
@@ -89,6 +137,7 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=56 * 56)
     parser.add_argument("--d-state", type=int, default=1)
     parser.add_argument("--groups", type=int, default=4)
+    parser.add_argument("--rank", type=int, default=6, help="Δ's rank in the fused SS2D scan (VMamba-T stage 1)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as jit_cache:
         os.environ["NUMBA_CACHE_DIR"] = jit_cache  # read when numba is imported, below
@@ -105,21 +154,27 @@ def main() -> None:
         if args.device == "cpu" and recurrence_numba is not None:
             candidates["torch backend, numba loop"] = lambda: selective_scan_torch(**x, delta_softplus=True,
                                                                                    algorithm="numba")
+        if args.device == "cpu" and recurrence_numba is not None and args.length == int(args.length**0.5) ** 2:
+            fused, fused_expected = fused_cross_scan(x, args.groups, args.rank)
+            candidates["SS2D fused scan, numba (Δ projection and softplus inside)"] = fused
         candidates["torch backend, parallel scan"] = lambda: selective_scan_torch(**x, delta_softplus=True,
                                                                                   algorithm="scan")
         kernel = _mamba_kernel()
         if kernel is not None and args.device == "cuda":
             candidates["mamba_ssm kernel"] = lambda: kernel(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], None,
                                                             x["delta_bias"], True)
-        rows = {name: measure(scan, args.device, args.repeats) for name, scan in candidates.items()}
+        load_before = os.getloadavg()[0]
+        rows = measure(candidates, args.device, args.repeats)
     _, ref_forward, ref_both, ref_out = rows["sequential reference"]
     threads = args.threads or torch.get_num_threads()
-    print(f"{args.device}, {threads} threads, load average {os.getloadavg()[0]:.1f}; batch {args.batch}, "
+    print(f"{args.device}, {threads} threads, load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
+          f"batch {args.batch}, "
           f"dim {args.dim}, L {args.length}, d_state {args.d_state}, {args.groups} groups; median of {args.repeats}\n")
     print("| algorithm | first call ms | forward ms | ×ref | fwd+bwd ms | ×ref | max abs diff |")
     print("|---|---|---|---|---|---|---|")
     for name, (first, forward, both, out) in rows.items():
-        diff = (out.float() - ref_out).abs().max().item()
+        expected = fused_expected if name.startswith("SS2D fused") else ref_out
+        diff = (out.float() - expected).abs().max().item()
         print(f"| {name} | {first:.0f} | {forward:.1f} | {ref_forward / forward:.1f} | {both:.1f} | "
               f"{ref_both / both:.1f} | {diff:.1e} |")
 

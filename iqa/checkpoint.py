@@ -9,7 +9,6 @@ own model, data and spec classes (:func:`check_config_targets`).
 from __future__ import annotations
 
 import dataclasses
-import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,77 +18,21 @@ from hydra._internal.utils import _locate  # the resolver instantiate itself use
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-if TYPE_CHECKING:  # not imported here: the models read their weights files through this module
+from iqa.models.weights import (
+    CheckpointError,
+    UnreadableCheckpointError,
+    UntrustedCheckpointError,
+    load_weights_only,
+    readable_sibling,
+)
+
+if TYPE_CHECKING:
     from iqa.training.module import IQAModule
 
-MAX_SIBLINGS_TRIED = 5
-
-
-class CheckpointError(ValueError):
-    """An unreadable checkpoint or one without the config it was trained with."""
-
-
-class UnreadableCheckpointError(CheckpointError):
-    """A truncated or damaged checkpoint file (e.g. a write cut short by a kill or a full disk)."""
-
-
-class UntrustedCheckpointError(CheckpointError):
-    """A checkpoint that would run code when loaded: pickled objects other than tensors and
-    plain containers, or a config naming a callable outside this project's allow-list."""
-
-
-def readable_sibling(path: Path) -> Path | None:
-    """Another file of ``path``'s kind in its folder that loads (newest first), if any."""
-    siblings = [p for p in path.parent.glob(f"*{path.suffix}") if p.is_file() and p.name != path.name]
-    for sibling in sorted(siblings, key=lambda p: p.stat().st_mtime, reverse=True)[:MAX_SIBLINGS_TRIED]:
-        try:
-            torch.load(sibling, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - any failure: not a usable alternative
-            continue
-        return sibling
-    return None
-
-
-def _refused_object(error: pickle.UnpicklingError) -> str | None:
-    """What ``torch.load(weights_only=True)`` refused to unpickle, or ``None`` for another failure."""
-    message = str(error)
-    if "Weights only load failed" not in message:
-        return None
-    reasons = [line.strip() for line in message.splitlines() if "Unsupported" in line or "WeightsUnpickler" in line]
-    if not reasons:
-        return "an object that is not a tensor or a plain container"
-    return reasons[0].split(" was not an allowed global")[0].removeprefix("WeightsUnpickler error: ")[:300]
-
-
-def load_weights_only(path: str | Path, map_location: Any = "cpu") -> Any:
-    """``torch.load(path, weights_only=True)``: tensors and plain containers, never code.
-
-    Raises :class:`UntrustedCheckpointError` for a file holding other pickled objects, and
-    :class:`UnreadableCheckpointError` for a truncated or damaged one; both name the file (the
-    latter also a readable checkpoint beside it, if there is one).
-    """
-    path = Path(path).expanduser()
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except pickle.UnpicklingError as error:
-        refused = _refused_object(error)
-        if refused is not None:
-            raise UntrustedCheckpointError(
-                f"{path} holds pickled objects other than tensors and plain containers, which could run code "
-                f"when loaded; it is refused (only weights are read, with weights_only=True): {refused}"
-            ) from None
-        damage = error
-    except Exception as error:  # noqa: BLE001 - EOFError, zip reader errors, …: all mean a damaged file
-        damage = error
-    sibling = readable_sibling(path)
-    hint = f"{sibling.name} beside it is readable: {sibling}" if sibling else "no readable checkpoint is beside it"
-    raise UnreadableCheckpointError(
-        f"checkpoint {path} is truncated or damaged ({type(damage).__name__}: {str(damage)[:200]}), "
-        f"e.g. by a write cut short; {hint}"
-    ) from damage
-
+__all__ = [
+    "CheckpointError", "UnreadableCheckpointError", "UntrustedCheckpointError", "check_config_targets",
+    "instantiate_checkpoint_config", "load_module", "load_weights_only", "read_checkpoint", "readable_sibling",
+]
 
 def read_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint file written by ``train.py`` (weights only: see :func:`load_weights_only`)."""
@@ -117,7 +60,7 @@ def _targets(node: Any) -> Iterator[Any]:
 def is_allowed_target(target: Any) -> bool:
     """True for a class defined in the ``iqa`` package that is a module (``nn.Module``), a
     ``LightningDataModule`` or a dataclass spec. Nothing outside ``iqa`` is even imported."""
-    from lightning.pytorch import LightningDataModule  # imported here: the models import this module
+    from lightning.pytorch import LightningDataModule
 
     if not isinstance(target, str) or not target.startswith("iqa."):
         return False

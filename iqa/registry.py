@@ -1,7 +1,9 @@
 """A timm-style model registry: ``register_model`` / ``create_model`` / ``list_models``.
 
-Every architecture file registers its public constructors, so a method issue only
-adds files. A registered constructor returns an :class:`iqa.models.base.IQAModel`.
+Every architecture file registers its public constructors; every module of the model
+packages is imported on first use, so a new method is one new file (no list to edit). A
+registered constructor returns an :class:`iqa.models.base.IQAModel`. Configs name the same
+classes by their path (``_target_``), so a reader finds the code from the config.
 """
 
 from __future__ import annotations
@@ -34,10 +36,14 @@ def register_model(name: str | None = None) -> Callable[[Constructor], Construct
 
 
 def _import_model_modules() -> None:
+    """Import every module of the model packages (their decorators register the models)."""
     import importlib
+    import pkgutil
 
-    for module in _MODULES_WITH_MODELS:
-        importlib.import_module(module)
+    for package_name in _MODULES_WITH_MODELS:
+        package = importlib.import_module(package_name)
+        for module in pkgutil.iter_modules(package.__path__, prefix=f"{package_name}."):
+            importlib.import_module(module.name)
 
 
 def list_models() -> list[str]:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,18 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from iqa.errors import UserError
+
+LATEST = "latest"
 RESULT_FILES = ("metrics.json", "run_info.json", "resolved_config.yaml")
 RESUME_SAFE_KEYS = ("data.num_workers", "paths.data_dir", "data.root", "data.roots", "data.cache_dir",
-                    "callbacks.progress_bar", "logger", "trainer.enable_progress_bar")
+                    "callbacks.progress_bar", "logger", "trainer.enable_progress_bar", "debug")
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(UserError, RuntimeError):
     """A run folder that is taken by another run, or a ``resume=`` that cannot continue."""
+
+    doc = "docs/reliability.md"
 
 
 def is_first_process() -> bool:
@@ -61,13 +67,38 @@ def _resume_subdir(resume: str | None) -> str:
 
 
 def _run_dir(resume: str | None, default: str) -> str:
-    """Hydra's ``run.dir``: the resumed run's folder, else the default (timestamped) one."""
-    return str(resume) if resume else default
+    """Hydra's ``run.dir``: the resumed run's folder (``latest`` links followed), else the
+    default (timestamped) one."""
+    return str(Path(resume).resolve()) if resume else default
+
+
+def point_latest(run_dir: Path, job_name: str) -> None:
+    """Point ``<parent>/latest`` at ``run_dir`` when it sits in Hydra's default layout
+    (``outputs/<job>/<time>`` or ``multirun/<job>/<time>``), so the newest run has a name that
+    commands can use (``resume=outputs/train/latest``). A real folder named ``latest`` is left
+    alone; the link is replaced atomically."""
+    run_dir = Path(run_dir)
+    parent = run_dir.parent
+    link = parent / LATEST
+    if parent.name != job_name or run_dir.name == LATEST or (link.exists() and not link.is_symlink()):
+        return
+    parent.mkdir(parents=True, exist_ok=True)
+    temporary = parent / f".{LATEST}.{os.getpid()}"
+    try:
+        temporary.symlink_to(run_dir.name, target_is_directory=True)
+        os.replace(temporary, link)
+    except OSError:  # no symlinks here (some network file systems): no link
+        temporary.unlink(missing_ok=True)
 
 
 if not OmegaConf.has_resolver("iqa_hydra_subdir"):
     OmegaConf.register_new_resolver("iqa_hydra_subdir", _resume_subdir, use_cache=True)
     OmegaConf.register_new_resolver("iqa_run_dir", _run_dir)
+
+
+def _exit_with(error: RunFolderError) -> None:
+    print(f"{type(error).__name__}: {error}\nSee {error.doc}.", file=sys.stderr, flush=True)
+    raise SystemExit(error.exit_code)
 
 
 class RunFolderGuard(Callback):
@@ -86,18 +117,21 @@ class RunFolderGuard(Callback):
             else:
                 refuse_if_taken(Path(config.hydra.run.dir))
         except RunFolderError as error:
-            raise SystemExit(f"Error: {error}") from None
+            _exit_with(error)
+        point_latest(Path(config.hydra.run.dir), config.hydra.job.name)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.get("resume"):
-            raise SystemExit("Error: resume= continues one run; use it without -m (one resume per command)")
+            _exit_with(RunFolderError("resume= continues one run; use it without -m (one resume per command)"))
         if not is_first_process():
             return
         sweep = Path(config.hydra.sweep.dir)
         taken = [str(job.parent) for job in sorted(sweep.glob("*/.hydra")) if holds_results(job.parent)]
         if taken:
-            raise SystemExit(f"Error: sweep folder {sweep} already holds finished jobs ({', '.join(taken[:3])}); "
-                             "choose another hydra.sweep.dir (the default is a new timestamped folder)")
+            _exit_with(RunFolderError(
+                f"sweep folder {sweep} already holds finished jobs ({', '.join(taken[:3])}); choose another "
+                "hydra.sweep.dir (the default is a new timestamped folder)"))
+        point_latest(sweep, config.hydra.job.name)
 
 
 def check_resumable(run_dir: Path) -> None:

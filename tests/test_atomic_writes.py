@@ -70,6 +70,7 @@ def temp_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(iqa.atomic.TEMP_SUFFIX))
 
 
+@pytest.mark.slow
 def test_a_save_killed_mid_write_leaves_the_previous_checkpoint(tmp_path):
     target = tmp_path / "checkpoints" / "last.ckpt"
     io = SafeCheckpointIO()

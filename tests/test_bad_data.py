@@ -291,4 +291,6 @@ def test_eval_images_scores_every_readable_image_and_names_the_rest(checkpoint, 
         patch.setattr(Scorer, "try_score", interrupted)
         with pytest.raises(KeyboardInterrupt):
             evaluate(cfg)
-    assert csv_path.read_bytes() == before and sorted(p.name for p in csv_path.parent.iterdir()) == ["scores.csv"]
+    assert csv_path.read_bytes() == before
+    assert sorted(p.name for p in csv_path.parent.iterdir()) == [
+        "contact_sheet.html", "contact_sheet.jpg", "run_info.json", "scores.csv"]

@@ -21,6 +21,7 @@ def checkpoint(tmp_path_factory, data_dir):
     return run_dir / "checkpoints" / "last.ckpt"
 
 
+@pytest.mark.slow
 def test_two_process_evaluation_equals_one_process(checkpoint, compose_train, tmp_path):
     single = compose_train(f"ckpt_path={checkpoint}", "trainer.devices=1", name="eval")
     single.paths.output_dir = str(tmp_path / "single")
@@ -33,6 +34,7 @@ def test_two_process_evaluation_equals_one_process(checkpoint, compose_train, tm
         assert two[key] == pytest.approx(one[key], abs=1e-6) and written[key] == pytest.approx(one[key], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_multirun_with_ddp_writes_one_folder_per_job(tmp_path, data_dir):
     sweep_dir = tmp_path / "sweep"
     command = [

@@ -29,6 +29,8 @@ PROMPT_OVERRIDES = {"none": [], "padding": ["prompt.size=4"], "patch": ["prompt.
                     "styleprompt": ["prompt.n_components=2"], "ssf": [], "linear_probe": [], "cross_attn_prompt": [],
                     "conv_prompt": []}
 FEATURE_PROMPTS = {"styleprompt", "ssf", "linear_probe", "cross_attn_prompt", "conv_prompt"}
+PIXEL_PROMPTS = {"padding", "patch", "overlay"}
+ZERO_HEAD_MODELS = {"timm", "vit", "swin", "resnet18", "resnet50", "resnet101", "resnet152"}  # head starts at 0
 STAGED_MODELS = {"qmamba"}  # models whose stages feature prompts modulate  # prompts on the stages of a backbone
 PAIRS = [(m, p) for m in MODEL_OVERRIDES for p in PROMPT_OVERRIDES
          if not (m in FROZEN_MODELS and p == "none") and (p not in FEATURE_PROMPTS or m in STAGED_MODELS)]
@@ -42,6 +44,8 @@ def test_every_model_and_prompt_option_is_covered():
 @pytest.mark.parametrize("model,prompt", PAIRS, ids=[f"{m}-{p}" for m, p in PAIRS])
 def test_fast_dev_run(compose_train, tiny_vlm_dir, model, prompt, monkeypatch):
     overrides = [o.format(vlm_dir=tiny_vlm_dir) for o in MODEL_OVERRIDES[model]]
+    if model in ZERO_HEAD_MODELS and prompt in PIXEL_PROMPTS:  # else refused: nothing would learn
+        overrides.append("prompt.tune_head=true")
     cfg = compose_train(f"model={model}", f"prompt={prompt}", "trainer.fast_dev_run=true", "data.batch_size=2",
                         "data.eval_batch_size=2", *overrides, *PROMPT_OVERRIDES[prompt])
     seen = {}

@@ -1,7 +1,9 @@
-"""Decoding real files of every awkward kind, resizing, and the on-disk cache."""
+"""Decoding real files of every awkward kind, resizing, the on-disk cache, corrupt images in a
+dataset, and the generated synthetic set (merged from the former tests/test_images.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import pickle
 import struct
@@ -9,10 +11,15 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from iqa.data import image_io
+from iqa.data.dataset import IQAImageDataset, collate_skipping_corrupt
+from iqa.data.datasets import build_description
 from iqa.data.image_io import CorruptImageError, ImageCache, read_rgb, resize_shorter
+from iqa.data.records import ImageRecord
+from iqa.data.transforms import MultiCrop
 
 RGB = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
 
@@ -135,8 +142,9 @@ def truncated_png(path):
     truncated_jpeg,
     truncated_png,
     lambda path: path.write_bytes(np.random.default_rng(3).bytes(5000)),
+    lambda path: path.write_bytes(b"not an image at all"),
     lambda path: path.write_bytes(b""),
-], ids=["truncated-jpeg", "truncated-png", "random-bytes", "empty"])
+], ids=["truncated-jpeg", "truncated-png", "random-bytes", "text", "empty"])
 def test_corrupt_files_raise_naming_the_file_and_the_fix(tmp_path, make):
     path = tmp_path / "broken_42.jpg"
     make(path)
@@ -155,6 +163,23 @@ def test_corrupt_image_error_survives_pickling(tmp_path):
 def test_a_missing_file_is_not_called_corrupt(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_rgb(tmp_path / "absent.png")
+
+
+def _dataset(tmp_path, on_corrupt):
+    Image.fromarray(RGB).save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    description = build_description("synthetic", tmp_path)
+    records = [ImageRecord(tmp_path / "good.png", 50.0, "g"), ImageRecord(tmp_path / "bad.png", 40.0, "b")]
+    return IQAImageDataset(description, records, [0, 1], MultiCrop(8, 2, train=False), on_corrupt=on_corrupt)
+
+
+def test_corrupt_image_in_a_dataset_fails_or_is_skipped_with_a_warning(tmp_path, caplog):
+    with pytest.raises(CorruptImageError, match="bad.png"):
+        _dataset(tmp_path, "fail")[1]
+    dataset = _dataset(tmp_path, "skip")
+    batch = collate_skipping_corrupt([dataset[0], dataset[1]])
+    assert batch["images"].shape == (1, 2, 3, 8, 8) and torch.equal(batch["image_id"], torch.tensor([0]))
+    assert "bad.png" in caplog.text
 
 
 # -- resizing --------------------------------------------------------------------------
@@ -188,7 +213,7 @@ def test_cache_keys_on_resize_and_on_file_changes(tmp_path):
     path = tmp_path / "a.png"
     Image.fromarray(RGB).save(path)
     cache = ImageCache(tmp_path / "cache")
-    assert cache.load(path, 20).shape == (24, 20, 3)
+    assert cache.load(path, resize=20).shape == (24, 20, 3)
     assert cache.load(path).shape == (12, 10, 3)
     Image.fromarray(RGB[::-1]).save(path)  # edited in place
     assert np.array_equal(cache.load(path), RGB[::-1])
@@ -224,3 +249,22 @@ def test_cache_is_safe_for_concurrent_writers(tmp_path):
     assert all(result == expected for result in results)
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == len(paths)
     assert not list((tmp_path / "cache").rglob("*.tmp"))
+
+
+# -- the synthetic set -----------------------------------------------------------------
+def _digest(root) -> str:
+    files = [root / "synthetic" / "labels.csv", *sorted((root / "synthetic" / "images").glob("*.png"))]
+    return hashlib.sha1(b"".join(path.read_bytes() for path in files)).hexdigest()
+
+
+def test_synthetic_generation_is_deterministic(tmp_path, data_dir):
+    records = build_description("synthetic", tmp_path).records()
+    assert len(records) == 630 and len({r.reference for r in records}) == 30
+    assert _digest(tmp_path) == _digest(data_dir)
+    levels = {r.mos for r in records if r.distortion == "jpeg"}
+    assert levels == {80.0, 60.0, 40.0, 20.0} and max(r.mos for r in records if r.distortion is None) == 100.0
+
+
+def test_interrupted_generation_is_redone(tmp_path):
+    (tmp_path / "synthetic" / "images").mkdir(parents=True)  # a half-made copy without VERSION
+    assert len(build_description("synthetic", tmp_path).records()) == 630

@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from iqa.models.base import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD
 from iqa.models.methods.loda import LoDa, official_key
 from iqa.models.pretrained import PretrainedWeightsError
+from iqa.models.weights import WeightsMismatchError
 from iqa.registry import create_model
 from tests.conftest import FIXTURES
 
@@ -137,7 +138,7 @@ def test_pretrained_weights_from_a_local_file_and_a_clear_error_without_them(tmp
 def test_checkpoint_of_another_configuration_is_rejected():
     other = tiny_loda(latent_dim=8)
     state = {official_key(k): v for k, v in other.state_dict().items()}
-    with pytest.raises(KeyError, match="wrong shape"):
+    with pytest.raises(WeightsMismatchError, match="of another shape"):
         tiny_loda(checkpoint=state)
     same = tiny_loda(latent_dim=8, checkpoint=state).eval()
     inputs = images(1)

@@ -98,16 +98,31 @@ def test_metric_without_updates_gives_nan():
     assert math.isnan(float(values["srcc"])) and int(values["n_images"]) == 0
 
 
-def test_too_few_images_for_the_fit_fall_back_to_raw_predictions_with_a_warning():
-    with pytest.warns(RuntimeWarning, match="logistic fit failed on 4 images"):
-        values = computed(IQAMetrics(), (PREDS[:4], MOS[:4], IDS[:4]))
-    assert values["plcc"] == values["plcc_raw"]
-    assert values["rmse"] == pytest.approx(float(torch.sqrt(torch.mean((PREDS[:4] - MOS[:4]) ** 2))))
-
-
 def test_scatter_plot_writes_a_png(tmp_path):
     path = scatter_plot(PREDS.numpy(), MOS.numpy(), tmp_path / "scatter.png", title="koniq (test)")
     height, width, _ = imread(path).shape
     assert (width, height) == (540, 480)
     constant = scatter_plot(np.ones(3), MOS.numpy()[:3], tmp_path / "constant.png")
     assert constant.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plcc_has_the_sign_of_srcc_even_when_a_rising_curve_would_fit_better():
+    """A model that ranks most images backwards but gets the extremes right: an
+    unconstrained logistic can rise through it (PLCC > 0 beside SRCC < 0)."""
+    rng = np.random.default_rng(0)
+    mos = np.linspace(1, 5, 60)
+    preds = -mos + rng.normal(0, 0.3, 60)
+    preds[:4], preds[-4:] = -10.0, 10.0  # the four worst scored lowest, the four best highest
+    values = computed(IQAMetrics(), (torch.from_numpy(preds), torch.from_numpy(mos), torch.arange(60)))
+    params = fit_logistic(preds, mos)
+    assert params[0] <= params[1]  # β1 <= β2: the fitted curve decreases, like the ranking
+    assert values["srcc"] < 0 and values["plcc"] < 0
+    assert values["plcc"] == pytest.approx(-stats.pearsonr(logistic4(preds, *params), mos).statistic, abs=1e-12)
+
+
+def test_when_the_logistic_fit_is_impossible_the_mapping_is_linear_and_silent(recwarn):
+    preds, mos = np.array([1.0, 2.0, 4.0]), np.array([10.0, 30.0, 50.0])
+    mapped = map_to_mos(preds, mos)
+    slope, intercept = np.polyfit(preds, mos, 1)
+    assert np.allclose(mapped, slope * preds + intercept)
+    assert not [w for w in recwarn if "logistic" in str(w.message)]

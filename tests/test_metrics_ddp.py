@@ -53,6 +53,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Metric `SpearmanCorrcoef` will save")
 def test_two_gloo_ranks_give_exactly_the_one_process_values(tmp_path):
     mp.spawn(_rank, args=(free_port(), tmp_path), nprocs=WORLD_SIZE, join=True)

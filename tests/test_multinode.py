@@ -38,6 +38,7 @@ def start_nodes(run_dir: Path, data_dir: Path, *overrides: str) -> list[subproce
     return nodes
 
 
+@pytest.mark.slow
 def test_two_nodes_train_and_test_one_run(tmp_path, data_dir, compose_train):
     run_dir = tmp_path / "run"
     nodes = start_nodes(run_dir, data_dir, "trainer.max_epochs=2")
@@ -55,6 +56,7 @@ def test_two_nodes_train_and_test_one_run(tmp_path, data_dir, compose_train):
         assert written[key] == pytest.approx(single[key], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_a_killed_node_makes_the_other_exit_with_an_error(tmp_path, data_dir):
     run_dir = tmp_path / "run"
     nodes = start_nodes(run_dir, data_dir, "trainer.max_epochs=50", "trainer.collective_timeout_s=60")

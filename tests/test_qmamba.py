@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from iqa.models.backbones.vmamba import VSSM
 from iqa.models.methods.qmamba import QMamba
 from iqa.models.pretrained import PretrainedWeightsError
+from iqa.models.weights import WeightsMismatchError
 from iqa.registry import create_model
 from tests.conftest import FIXTURES
 
@@ -58,11 +59,11 @@ def test_checkpoint_reproduces_the_official_logits():
 @needs_fixture
 def test_a_wrong_key_fails_with_a_clear_message_unless_not_strict(caplog):
     state = load_file(VMAMBA_FIXTURE / "state_dict.safetensors")
-    with pytest.raises(KeyError, match="wrong shape"):
+    with pytest.raises(WeightsMismatchError, match="of another shape"):
         create_model("qmamba", depths=[1, 1, 2, 1], dims=64, checkpoint=state)
     state["layers.0.blocks.0.op.Dss"] = state.pop("layers.0.blocks.0.op.Ds")
-    expected = r"missing \['layers.0.blocks.0.op.Ds'\], unexpected \['layers.0.blocks.0.op.Dss'\]"
-    with pytest.raises(KeyError, match=expected):
+    expected = r"missing \['layers.0.blocks.0.op.Ds'\], 1 unexpected \['layers.0.blocks.0.op.Dss'\]"
+    with pytest.raises(WeightsMismatchError, match=expected):
         create_model("qmamba", **FIXTURE_SIZES, checkpoint=state)
     model = create_model("qmamba", **FIXTURE_SIZES)
     with caplog.at_level(logging.WARNING):
@@ -92,7 +93,7 @@ def test_lqmamba_loads_a_vmamba_checkpoint_and_starts_its_gates_fresh():
     report = model.load_vmamba(state)
     assert report.missing and all(".op.scan.attn." in key for key in report.missing)
     torch.testing.assert_close(model.backbone.layers[2].blocks[1].op.A_logs, state["layers.2.blocks.1.op.A_logs"])
-    with pytest.raises(KeyError, match="unexpected"):  # an LQMamba state dict does not fit QMamba
+    with pytest.raises(WeightsMismatchError, match="unexpected"):  # an LQMamba state dict does not fit QMamba
         create_model("qmamba", **FIXTURE_SIZES, checkpoint=model.backbone.state_dict())
 
 
@@ -128,3 +129,20 @@ def test_stage_hook_sees_and_transforms_every_stage():
         assert [tuple(f.shape) for f in model.stage_features(images())] == [shape for _, shape in seen]
         scaled = model(images(), stage_hook=lambda stage, features: features * 1.5 if stage == 1 else features)
     assert (scaled - plain).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("scan", ["cross", "local"])
+def test_fused_cpu_scan_gives_the_scores_and_gradients_of_the_unfolded_path(scan):
+    """The whole model on CPU with SS2D's fused scan (default) and with ``fused_scan`` off."""
+    torch.manual_seed(0)
+    model = create_model("qmamba", scan=scan, scan_backend="torch", **TINY).train()
+    ss2d = [m for m in model.modules() if hasattr(m, "fused_scan")]
+    runs = []
+    for fused in (True, False):
+        for op in ss2d:
+            op.fused_scan = fused
+        scores = model(images(side=72))
+        runs.append((scores, torch.autograd.grad(scores.square().sum(), list(model.parameters()))))
+    torch.testing.assert_close(runs[0][0], runs[1][0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(runs[0][1], runs[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5 * max(1.0, b.abs().max().item()))

@@ -37,6 +37,7 @@ def last_epoch(checkpoint: Path) -> int | None:
         return None
 
 
+@pytest.mark.slow
 def test_kill_9_mid_epoch_then_resume_gives_the_uninterrupted_result(tmp_path, data_dir):
     uninterrupted = tmp_path / "uninterrupted"
     run_to_end(data_dir, f"hydra.run.dir={uninterrupted}")
@@ -57,21 +58,26 @@ def test_kill_9_mid_epoch_then_resume_gives_the_uninterrupted_result(tmp_path, d
     assert last_epoch(killed / "checkpoints" / "last.ckpt") < 2
 
     run_to_end(data_dir, f"resume={killed}", "data.num_workers=1")  # worker count does not matter
-    assert json.loads((killed / "metrics.json").read_text()) == expected
+    def results(metrics: dict) -> dict:  # everything but the wall-clock times
+        return {key: value for key, value in metrics.items() if not key.startswith("time/")}
+
+    assert results(json.loads((killed / "metrics.json").read_text())) == results(expected)
     assert (killed / ".hydra" / "overrides.yaml").is_file()  # the original record is kept
     assert list((killed / ".hydra").glob("resume_*/overrides.yaml"))
 
 
+@pytest.mark.slow
 def test_resume_refuses_overrides_that_change_the_experiment(tmp_path, data_dir):
     run_dir = tmp_path / "run"
     run_to_end(data_dir, f"hydra.run.dir={run_dir}", "trainer.max_epochs=1")
     (run_dir / "metrics.json").unlink()  # as if it had been stopped before its test
-    refused = subprocess.run(train_command(data_dir, f"resume={run_dir}", "optimizer.lr=0.5"), cwd=ROOT,
-                             capture_output=True, text=True, timeout=300)
-    assert refused.returncode != 0
-    assert "optimizer.lr" in refused.stderr and "would change the experiment" in refused.stderr
+    refused = subprocess.run(train_command(data_dir, f"resume={run_dir}", "trainer.max_epochs=1", "optimizer.lr=0.5"),
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "the override optimizer.lr would change the experiment (0.002 in the run, 0.5 now)" in refused.stderr
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_used_folder_is_refused_and_nothing_is_overwritten(tmp_path, data_dir):
     run_dir = tmp_path / "run"
     run_to_end(data_dir, f"hydra.run.dir={run_dir}", "trainer.max_epochs=1")
@@ -92,11 +98,12 @@ def test_resume_of_a_folder_that_is_not_a_run_names_what_is_missing(tmp_path, pr
         check_resumable(tmp_path)
 
 
+@pytest.mark.slow
 def test_without_a_run_dir_each_run_gets_a_new_timestamped_folder(tmp_path, data_dir):
     done = subprocess.run([sys.executable, str(ROOT / "train.py"), *RUN, "trainer.max_epochs=1",
                            f"paths.data_dir={data_dir}"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    (run_dir,) = (tmp_path / "outputs" / "train").iterdir()
+    (run_dir,) = [p for p in (tmp_path / "outputs" / "train").iterdir() if p.name != "latest"]
     assert (run_dir / "metrics.json").is_file() and (run_dir / ".hydra" / "overrides.yaml").is_file()
 
 

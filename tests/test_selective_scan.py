@@ -161,3 +161,93 @@ def test_argument_errors():
     else:
         with pytest.raises(ValueError, match="needs CUDA tensors"):
             selective_scan(**inputs, backend="cuda")
+
+
+# --- SS2D's four scans fused on CPU: paths through a map in pixel order (iqa.ops.scan_cross_numba)
+
+try:
+    from iqa.ops.scan_cross_numba import directional_scan_numba
+except ImportError:  # numba is optional
+    directional_scan_numba = None
+needs_numba = pytest.mark.skipif(directional_scan_numba is None, reason="numba is not installed")
+
+
+def scan_paths(kind: str, height: int, width: int) -> tuple[torch.Tensor, int]:
+    """(K, P) pixel orders and P: VMamba's cross scan, LQMamba's 2×2 windows, or random orders."""
+    from iqa.models.backbones.vmamba import CrossScan, LocalScan
+
+    if kind == "random":
+        g = torch.Generator().manual_seed(3)
+        return torch.stack([torch.randperm(height * width, generator=g) for _ in range(4)]).int(), height * width
+    scan = CrossScan() if kind == "cross" else LocalScan(dim=8, window=2)
+    padded = scan.padded_size(height, width)
+    return scan.paths(height, width), padded[0] * padded[1]
+
+
+def directional_reference(u, ranked, dt_weight, delta_bias, A, B, C, D, paths, merge):
+    """The fp64 :func:`reference` on the K sequences gathered along ``paths``, put back at their
+    pixels; Δ before bias and softplus is dt_weight · ranked (SS2D's ``dt_projs``)."""
+    delta = torch.matmul(dt_weight.double(), ranked.double())
+    batch, directions, dim, pixels = delta.shape
+    index = paths.long()
+    u_seq = torch.cat([u[:, :, index[k]] for k in range(directions)], 1)
+    delta_seq = torch.cat([delta[:, k][:, :, index[k]] for k in range(directions)], 1)
+    B_seq = torch.stack([B[:, k][:, :, index[k]] for k in range(directions)], 1)
+    C_seq = torch.stack([C[:, k][:, :, index[k]] for k in range(directions)], 1)
+    out, _ = reference(u_seq, delta_seq, A, B_seq, C_seq, D, delta_bias=delta_bias, delta_softplus=True)
+    out = out.view(batch, directions, dim, pixels)
+    at_pixels = torch.stack([out[:, k][:, :, index[k].argsort()] for k in range(directions)], 1)
+    return at_pixels.sum(1) if merge else at_pixels
+
+
+@needs_numba
+@pytest.mark.parametrize("merge", [True, False], ids=["merged", "per-direction"])
+@pytest.mark.parametrize("n_state", [1, 16])
+@pytest.mark.parametrize("kind, height, width", [("cross", 5, 7), ("cross", 4, 6), ("local", 5, 3), ("random", 3, 4)])
+def test_fused_directional_scan_matches_reference(kind, height, width, n_state, merge):
+    paths, pixels = scan_paths(kind, height, width)
+    batch, dim, directions, rank = 2, 3, 4, 2
+    g = torch.Generator().manual_seed(0)
+
+    def randn(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g) * scale).requires_grad_()
+
+    inputs = {"u": randn(batch, dim, pixels), "ranked": randn(batch, directions, rank, pixels),
+              "dt_weight": randn(directions, dim, rank), "delta_bias": randn(directions * dim, scale=0.5),
+              "A": (-torch.rand(directions * dim, n_state, generator=g) - 0.5).requires_grad_(),
+              "B": randn(batch, directions, n_state, pixels, scale=n_state**-0.5),
+              "C": randn(batch, directions, n_state, pixels, scale=n_state**-0.5), "D": randn(directions * dim)}
+    out = directional_scan_numba(**inputs, paths=paths, merge=merge)
+    expected = directional_reference(**inputs, paths=paths, merge=merge)
+    assert out.dtype == torch.float32 and out.shape == expected.shape
+    assert_close(out, expected, "out")
+    weights = torch.randn(out.shape, generator=g)
+    ours = torch.autograd.grad((out * weights).sum(), list(inputs.values()))
+    theirs = torch.autograd.grad((expected * weights.double()).sum(), list(inputs.values()))
+    for name, a, b in zip(inputs, ours, theirs):
+        assert a.shape == inputs[name].shape
+        assert_close(a, b.double(), f"gradient of {name}")
+
+
+@needs_numba
+def test_fused_softplus_and_exp_are_float32_accurate():
+    """The kernels' vectorised exp, softplus and sigmoid against torch in fp64 (a few ulps)."""
+    import numba
+    import numpy as np
+
+    from iqa.ops.fast_math import FASTMATH, exp32, sigmoid32, softplus32
+
+    @numba.njit(fastmath=FASTMATH)
+    def apply(x, out):
+        for i in range(x.size):
+            out[0, i], out[1, i], out[2, i] = exp32(x[i]), softplus32(x[i]), sigmoid32(x[i])
+
+    x = torch.cat([torch.linspace(-86, 88, 100_001), torch.logspace(-30, 1, 301), -torch.logspace(-30, 1, 301)])
+    out = np.empty((3, x.numel()), np.float32)
+    apply(x.numpy(), out)
+    xd = x.double()
+    for ours, exact in zip(torch.from_numpy(out).double(), (xd.exp(), F.softplus(xd, threshold=100), xd.sigmoid())):
+        assert ((ours - exact).abs() / exact).max() < 3e-7
+    nan = np.full(1, np.nan, np.float32)
+    apply(nan, out[:, :1])
+    assert np.isnan(out[:, 0]).all()

@@ -51,19 +51,36 @@ def test_tune_head_also_trains_the_regression_head():
     assert all(name.startswith("prompt.") or ".classifier.head." in name for name in trainable)
 
 
-def test_parameter_counts_at_qmamba_t():
-    """Table 4's tuners at QMamba-T (widths 96, 192, 384, 768); docs/qmamba.md compares them."""
-    widths = [96, 192, 384, 768]
-    style = ScoringPipeline(create_model("qmamba", size="tiny"), StylePrompt()).prompt
-    # per stage: 6 components of C, GAP→6 linear, C→C align, C→2C affine (all with biases)
-    expected = sum(6 * c + (c * 6 + 6) + (c * c + c) + (c * 2 * c + 2 * c) for c in widths)
-    assert sum(p.numel() for p in style.parameters()) == expected == 2_371_704
-    ssf = ScoringPipeline(create_model("qmamba", size="tiny"), ScaleShiftPrompt()).prompt
-    assert sum(p.numel() for p in ssf.parameters()) == 2 * sum(widths)
-    cross = ScoringPipeline(create_model("qmamba", size="tiny"), CrossAttentionPrompt(n_tokens=6)).prompt
-    assert sum(p.numel() for p in cross.parameters()) == sum(6 * c + 4 * (c * c + c) for c in widths)
-    conv = ScoringPipeline(create_model("qmamba", size="tiny"), ConvPrompt()).prompt
-    assert sum(p.numel() for p in conv.parameters()) == sum(9 * c * c + c for c in widths)
+def prompt_counts(size: str, scan: str) -> tuple[list[int], dict[str, int]]:
+    """Stage widths and trainable parameters of Table 4's tuners, counted on the meta device."""
+    with torch.device("meta"):
+        widths = create_model("qmamba", size=size, scan=scan).stage_channels
+        prompts = {"style": StylePrompt(), "ssf": ScaleShiftPrompt(), "cross": CrossAttentionPrompt(n_tokens=6),
+                   "conv": ConvPrompt()}
+        for prompt in prompts.values():
+            prompt.bind(widths)  # what ScoringPipeline does
+    return widths, {name: sum(p.numel() for p in prompt.parameters()) for name, prompt in prompts.items()}
+
+
+@pytest.mark.parametrize(("size", "scan", "style", "cross", "conv"), [
+    ("tiny", "cross", 2_371_704, 3_147_840, 7_051_680),  # QMamba-T: widths 96, 192, 384, 768
+    ("base", "local", 4_206_744, 5_589_760, 12_535_680),  # LQMamba-B, the paper's Tables 3-4: 128 ... 1024
+])
+def test_parameter_counts(size, scan, style, cross, conv):
+    """docs/qmamba.md compares these with the paper's 3.83M, 6.1M, 12.17M and 28.33M (LQMamba-B)."""
+    widths, counts = prompt_counts(size, scan)
+    assert widths == [widths[0] * 2**i for i in range(4)]
+    # per stage: 6 components of C, GAP→6 linear, C→C align, C→2C affine (all with biases): 3C² + 15C + 6
+    assert counts["style"] == sum(6 * c + (c * 6 + 6) + (c * c + c) + (c * 2 * c + 2 * c) for c in widths) == style
+    assert counts["ssf"] == 2 * sum(widths)
+    assert counts["cross"] == sum(6 * c + 4 * (c * c + c) for c in widths) == cross
+    assert counts["conv"] == sum(9 * c * c + c for c in widths) == conv
+
+
+def test_lqmamba_b_is_the_papers_93_79m_backbone():
+    with torch.device("meta"):
+        model = create_model("qmamba", size="base", scan="local")
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == 93.79
 
 
 def test_feature_prompt_on_a_model_without_stages_is_refused():
@@ -77,7 +94,7 @@ def test_transfer_starts_from_a_previous_run(compose_train):
     """Train QMamba on a source, then tune a StylePrompt from that run (model.init_from)."""
     from iqa.checkpoint import read_checkpoint
     from iqa.experiment import train
-    from iqa.models.pretrained import PretrainedWeightsError
+    from iqa.models.weights import WeightsMismatchError
 
     model = ["model=qmamba", "+model.depths=[1,1,1,1]", "+model.dims=16", "data.crop_size=32"]
     source = compose_train(*model, "trainer.max_epochs=1")
@@ -104,7 +121,7 @@ def test_transfer_starts_from_a_previous_run(compose_train):
     cnn_run.paths.output_dir = f"{cnn_run.paths.output_dir}_cnn"
     cnn_run.callbacks.checkpoint.dirpath = f"{cnn_run.paths.output_dir}/checkpoints"
     train(cnn_run)
-    with pytest.raises(PretrainedWeightsError, match="not of QMamba"):
+    with pytest.raises(WeightsMismatchError, match="not of QMamba"):
         create_model("qmamba", init_from=f"{cnn_run.paths.output_dir}/checkpoints/last.ckpt", **TINY)
 
 

@@ -12,6 +12,7 @@ import torch
 
 from iqa.models.base import HALF_MEAN, HALF_STD, IMAGENET_MEAN, IMAGENET_STD, ConfigurationError
 from iqa.models.pretrained import PretrainedWeightsError
+from iqa.models.weights import WeightsMismatchError
 from iqa.models.weights_efficientnet_pytorch import to_timm
 from iqa.registry import create_model
 
@@ -128,10 +129,10 @@ def test_timm_named_local_file(tmp_path):
 
 def test_weights_of_another_architecture_are_refused_naming_keys_and_file(tmp_path):
     torch.save(efficientnet_pytorch_state(random_timm("tf_efficientnet_lite1")), tmp_path / "lite1.pth")
-    with pytest.raises(PretrainedWeightsError, match=r"lite1\.pth.*unexpected \['_blocks\.16\..*wrong shape.*"
+    with pytest.raises(WeightsMismatchError, match=r"lite1\.pth.*unexpected \['_blocks\.16\..*of another shape.*"
                                                      r"blocks\.2\.0\.bn3\.bias \(24,\) vs \(40,\)"):
         create_model("timm", name="tf_efficientnet_lite0", pretrained=str(tmp_path / "lite1.pth"))
-    with pytest.raises(PretrainedWeightsError, match=r"lite1\.pth.*missing \['conv1\.weight'"):
+    with pytest.raises(WeightsMismatchError, match=r"lite1\.pth.*missing \['conv1\.weight'"):
         create_model("timm", name="resnet18", pretrained=str(tmp_path / "lite1.pth"))
 
 

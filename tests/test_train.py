@@ -58,12 +58,14 @@ def test_scoring_own_images_from_cli_and_python(trained, compose_train, data_dir
 
 
 def test_checkpoint_holds_trainable_tensors_only(compose_train):
-    cfg = compose_train("prompt=padding", "prompt.size=4", "model=vit", "model.size=tiny", "model.img_size=32")
+    cfg = compose_train("prompt=padding", "prompt.size=4", "prompt.tune_head=true", "model=vit", "model.size=tiny",
+                        "model.img_size=32")
     train(cfg)
     checkpoint = read_checkpoint(f"{cfg.paths.output_dir}/checkpoints/last.ckpt")
-    assert set(checkpoint["state_dict"]) == {f"net.prompt.{strip}" for strip in ("top", "bottom", "left", "right")}
+    prompt = {f"net.prompt.{strip}" for strip in ("top", "bottom", "left", "right")}
+    assert set(checkpoint["state_dict"]) == prompt | {"net.model.head.1.weight", "net.model.head.1.bias"}
     module, _ = load_module(f"{cfg.paths.output_dir}/checkpoints/last.ckpt")
-    assert not any(p.requires_grad for p in module.net.model.parameters())
+    assert not any(p.requires_grad for p in module.net.model.backbone.parameters())
 
 
 class StopAfterFirstEpoch(L.Callback):
@@ -88,11 +90,11 @@ def test_resume_restores_the_uninterrupted_run(compose_train, tmp_path):
 
 
 def test_checkpoint_from_another_model_is_refused(trained, compose_train):
-    from iqa.training.module import CheckpointMismatchError
+    from iqa.models.weights import WeightsMismatchError
 
     run_dir, _ = trained
     cfg = compose_train("model=resnet50", f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}")
-    with pytest.raises(CheckpointMismatchError, match="another model"):
+    with pytest.raises(WeightsMismatchError, match="another model"):
         train(cfg)
 
 

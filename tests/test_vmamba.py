@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from iqa.models.backbones.vmamba import VSSM, CrossScan, LocalScan
+from iqa.models.backbones import vmamba
+from iqa.models.backbones.vmamba import SS2D, VSSM, ChannelGate, CrossScan, LocalScan
 from tests.conftest import FIXTURES
 
 VMAMBA_FIXTURE = FIXTURES / "vmamba_tiny_public"
@@ -66,6 +67,46 @@ def test_local_scan_folds_back_to_its_pixels(height, width):
     xs = scan.unfold(x)
     assert xs.shape[-1] == scan.length(height, width) == 4 * ((height + 1) // 2) * ((width + 1) // 2)
     torch.testing.assert_close(scan.fold(xs, height, width), 4 * x, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("scan", ["cross", "local"])
+def test_scan_paths_are_the_unfolded_pixel_indices(scan):
+    module = CrossScan() if scan == "cross" else LocalScan(dim=8, window=2)
+    paths = module.paths(5, 7)
+    padded = module.padded_size(5, 7)
+    assert paths.dtype == torch.int32 and paths.shape == (4, module.length(5, 7))
+    assert sorted(paths[1].tolist()) == list(range(padded[0] * padded[1]))  # each pixel once
+    assert torch.equal(paths[2], paths[0].flip(0)) and torch.equal(paths[3], paths[1].flip(0))
+
+
+def test_channel_gate_without_writing_the_layer_norm_equals_the_official_gate():
+    torch.manual_seed(0)
+    gate = ChannelGate(16)
+    nn.init.normal_(gate.norm.weight)
+    nn.init.normal_(gate.norm.bias)
+    x = torch.randn(3, 16, 5, 7) * 3 + 1
+    torch.testing.assert_close(x * gate.gate(x)[:, :, None, None], gate(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(vmamba.directional_scan_numba is None, reason="numba is not installed")
+@pytest.mark.parametrize("d_state", [1, 16])
+@pytest.mark.parametrize("scan, height, width", [("cross", 5, 7), ("cross", 6, 4), ("local", 5, 7), ("local", 4, 6)])
+def test_ss2d_fused_cpu_scan_equals_the_unfolded_path(scan, height, width, d_state):
+    """Same weights, same input: output and every gradient agree with the unfold → scan → fold path."""
+    torch.manual_seed(0)
+    op = SS2D(8, d_state=d_state, scan=LocalScan(16, window=2) if scan == "local" else None, scan_backend="torch")
+    x = torch.randn(2, 8, height, width, requires_grad=True)
+    weights = torch.randn(2, 8, height, width)
+    results = []
+    for fused in (True, False):
+        op.fused_scan = fused
+        out = op(x)
+        results.append((out, torch.autograd.grad((out * weights).sum(), [x, *op.parameters()])))
+    (fused_out, fused_grads), (plain_out, plain_grads) = results
+    torch.testing.assert_close(fused_out, plain_out, rtol=1e-5, atol=1e-5)
+    names = ["input"] + [name for name, _ in op.named_parameters()]
+    for name, a, b in zip(names, fused_grads, plain_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * max(1.0, b.abs().max().item()), msg=name)
 
 
 @pytest.mark.parametrize("argument", [dict(forward_type="v2"), dict(norm_layer="ln"), dict(downsample_version="v2"),

@@ -16,7 +16,8 @@ from iqa.models.methods.quality_readout import (
     parse_score_type,
     tokenize_with_image,
 )
-from iqa.models.mplug_owl2 import IMAGE_TOKEN_INDEX, CheckpointKeysError
+from iqa.models.mplug_owl2 import IMAGE_TOKEN_INDEX
+from iqa.models.weights import WeightsMismatchError
 from iqa.models.prompts import PaddingPrompt
 from iqa.models.pipeline import ScoringPipeline
 from iqa.registry import create_model
@@ -106,7 +107,7 @@ def test_wrong_checkpoint_key_names_the_key(tiny_vlm_dir, tmp_path):
     state = load_file(folder / "model.safetensors")
     state["model.norm.weight_renamed"] = state.pop("model.norm.weight")
     save_file(state, folder / "model.safetensors")
-    with pytest.raises(CheckpointKeysError, match="model.norm.weight"):
+    with pytest.raises(WeightsMismatchError, match="model.norm.weight"):
         create_model("vp_mplug", checkpoint=str(folder), dtype="float32")
 
 

@@ -100,7 +100,7 @@ class IQADataModule(L.LightningDataModule):
         if not datasets and not test_on:
             raise DatasetError("data.datasets is empty; name at least one benchmark")
         if root is not None and len(datasets) > 1:
-            raise DatasetError(f"data.root is for a single dataset; use data.roots.<name> for {list(datasets)}")
+            raise DatasetError(f"data.root is for a single dataset; use +data.roots.<name>=<folder> for {list(datasets)}")
         roots = dict(roots or {})
         if root is not None:
             roots[(list(datasets) or list(test_on))[0]] = root
@@ -133,6 +133,12 @@ class IQADataModule(L.LightningDataModule):
         if name in meta_files:
             description = type(description)(description.root, meta_file=meta_files[name])
         return description
+
+    def check_folders(self) -> None:
+        """Raise :class:`DatasetError` now, before a model is built, when a dataset folder is
+        missing or empty."""
+        for description in self.train_descriptions + self.test_only_descriptions:
+            description.check_root()
 
     # -- setup --------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:

@@ -13,6 +13,7 @@ from iqa.data.datasets.base import DatasetDescription
 from iqa.data.image_io import DEFAULT_MAX_PIXELS, CorruptImageError, ImageCache, read_rgb, resize_shorter
 from iqa.data.records import ImageRecord
 from iqa.data.transforms import MultiCrop
+from iqa.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class IQAImageDataset(Dataset):
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         if on_corrupt not in ("fail", "skip"):
-            raise ValueError(f"data.on_corrupt must be 'fail' or 'skip', got {on_corrupt!r}")
+            raise ConfigurationError(f"data.on_corrupt must be 'fail' or 'skip', got {on_corrupt!r}")
         self.description = description
         self.records = records
         self.ids = ids

@@ -14,14 +14,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from iqa.errors import ConfigurationError, UserError
+
 _HIGH_DEPTH_GRAY = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _WITH_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
 DEFAULT_MAX_PIXELS: int | None = Image.MAX_IMAGE_PIXELS  # data.max_pixels: Pillow's decompression-bomb limit
 _PILLOW_LIMIT = threading.Lock()
 
 
-class CorruptImageError(ValueError):
+class CorruptImageError(UserError, ValueError):
     """A file that cannot be decoded as an image; the message names it and the fixes."""
+
+    doc = "docs/reliability.md"
 
     def __init__(self, path: str | Path, reason: str = "") -> None:
         self.path = Path(path)
@@ -130,7 +134,7 @@ def resize_shorter(image: np.ndarray, side: int) -> np.ndarray:
     Bicubic; Pillow widens the kernel when shrinking, so downscaling is antialiased.
     """
     if side < 1:
-        raise ValueError(f"data.resize_shorter must be a positive side in pixels, got {side}")
+        raise ConfigurationError(f"data.resize_shorter must be a positive side in pixels, got {side}")
     height, width = image.shape[:2]
     if min(height, width) == side:
         return image

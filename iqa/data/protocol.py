@@ -21,6 +21,7 @@ import numpy as np
 
 from iqa.data.datasets.base import DatasetError
 from iqa.data.records import ImageRecord
+from iqa.errors import ConfigurationError
 
 _SPLIT_ALIASES = {
     "train": "train", "training": "train",
@@ -66,9 +67,9 @@ class SplitProtocol:
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ValueError(f"protocol.{key} must be in [0, 1), got {getattr(self, key)}")
         if not 0.0 < self.train_fraction <= 1.0:
-            raise ValueError(f"protocol.train_fraction must be in (0, 1], got {self.train_fraction}")
+            raise ConfigurationError(f"protocol.train_fraction must be in (0, 1], got {self.train_fraction}")
         if self.split_index < 0:
-            raise ValueError(f"protocol.split_index must be >= 0, got {self.split_index}")
+            raise ConfigurationError(f"protocol.split_index must be >= 0, got {self.split_index}")
 
     def split(self, records: list[ImageRecord]) -> Split:
         """Divide ``records`` (indices into the list) into the three parts."""

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from iqa.errors import ConfigurationError
+
 
 def _to_chw(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(image, dtype=np.uint8, order="C")).permute(2, 0, 1)
@@ -59,12 +61,12 @@ class MultiCrop:
             raise ValueError(f"data.{stage}_crop_mode={mode!r}: choose random, center"
                              + ("" if train else " or ten"))
         if mode == "center" and n_crops != 1:
-            raise ValueError(f"data.{stage}_crop_mode=center takes one crop per image: set data.n_{stage}_crops=1 "
+            raise ConfigurationError(f"data.{stage}_crop_mode=center takes one crop per image: set data.n_{stage}_crops=1 "
                              f"(it is {n_crops})")
         if mode == "ten" and n_crops != 10:
-            raise ValueError(f"data.test_crop_mode='ten' needs data.n_test_crops=10, got {n_crops}")
+            raise ConfigurationError(f"data.test_crop_mode='ten' needs data.n_test_crops=10, got {n_crops}")
         if crop_size is None and n_crops != 1:
-            raise ValueError("data.crop_size=null (whole images) needs one crop per image")
+            raise ConfigurationError("data.crop_size=null (whole images) needs one crop per image")
         self.crop_size = crop_size
         self.n_crops = n_crops
         self.train = train

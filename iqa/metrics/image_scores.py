@@ -19,7 +19,7 @@ from scipy import stats
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from iqa.metrics.logistic import map_to_mos
+from iqa.metrics.logistic import fit_direction, map_to_mos, signed_plcc
 
 
 def is_well_posed(preds: np.ndarray, target: np.ndarray) -> bool:
@@ -112,8 +112,9 @@ class KRCC(ImageScores):
 
 class PLCC(ImageScores):
     """Pearson linear correlation: prediction accuracy. By default computed after the
-    VQEG four-parameter logistic mapping of predictions to MOS (raw, with a warning,
-    when the fit fails); ``logistic_fit=False`` correlates the raw predictions."""
+    VQEG four-parameter logistic mapping of predictions to MOS and given the sign of the
+    rank correlation (:mod:`iqa.metrics.logistic`; linear mapping when the fit is not
+    possible); ``logistic_fit=False`` correlates the raw predictions."""
 
     higher_is_better = True
 
@@ -122,7 +123,7 @@ class PLCC(ImageScores):
         self.logistic_fit = logistic_fit
 
     def score(self, preds: np.ndarray, target: np.ndarray) -> float:
-        return pearson(map_to_mos(preds, target) if self.logistic_fit else preds, target)
+        return signed_plcc(preds, target) if self.logistic_fit else pearson(preds, target)
 
 
 class RMSE(ImageScores):
@@ -136,8 +137,8 @@ class RMSE(ImageScores):
 
 class IQAMetrics(ImageScores):
     """All metrics from one shared state and one logistic fit: ``srcc``, ``krcc``,
-    ``plcc`` (after the logistic mapping), ``plcc_raw``, ``rmse`` (after the mapping)
-    and ``n_images`` (distinct images)."""
+    ``plcc`` (after the logistic mapping, with SRCC's sign), ``plcc_raw``, ``rmse`` (after
+    the mapping) and ``n_images`` (distinct images)."""
 
     higher_is_better = None  # mixed: RMSE is lower-is-better
 
@@ -148,7 +149,7 @@ class IQAMetrics(ImageScores):
             mapped = map_to_mos(preds, target)
             values = {
                 "srcc": spearman(preds, target),
-                "plcc": pearson(mapped, target),
+                "plcc": fit_direction(preds, target) * pearson(mapped, target),
                 "plcc_raw": pearson(preds, target),
                 "krcc": kendall(preds, target),
                 "rmse": rmse(mapped, target),

@@ -3,13 +3,36 @@ feature prompt on its stages) → scores."""
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn as nn
 
-from iqa.models.base import ConfigurationError, IQAModel
+from iqa.models.base import ConfigurationError, IQAModel, KeepsFrozenPartsInEval, random_frozen_parameters
+
+log = logging.getLogger(__name__)
 
 
-class ScoringPipeline(nn.Module):
+def _outputs_zero(model: nn.Module) -> bool:
+    """True when the model's ``head`` ends in a linear layer whose weights and bias are all zero
+    (never for tensors on the meta device, which hold no values)."""
+    head = getattr(model, "head", None)
+    linear = [m for m in head.modules() if isinstance(m, nn.Linear)] if isinstance(head, nn.Module) else []
+    return bool(linear) and all(not p.is_meta and not p.any() for p in linear[-1].parameters())
+
+
+def _warn_if_random_frozen(model: nn.Module) -> None:
+    """Warn once when frozen parameters were never loaded from a weights file."""
+    count = random_frozen_parameters(model)
+    if count:
+        log.warning(
+            "model=%s: %s frozen parameters are randomly initialised (no weights were loaded), so the "
+            "scores come from a random feature extractor. Set model.pretrained= (model.checkpoint= for "
+            "vp_mplug / vp_mllm); where to get weights: docs/weights_and_data.md#weights",
+            type(model).__name__, f"{count:,}")
+
+
+class ScoringPipeline(KeepsFrozenPartsInEval):
     """Wraps a model so it takes [0, 1] images, as data loaders produce them.
 
     The pixel prompt (Bahng et al. 2022) acts on pixels, so the model's normalisation
@@ -62,12 +85,15 @@ class ScoringPipeline(nn.Module):
             self.model.requires_grad_(False)
             if getattr(prompt, "tune_head", False):
                 self.model.head.requires_grad_(True)
+            elif _outputs_zero(model):
+                raise ConfigurationError(
+                    f"prompt={type(prompt).__name__} freezes model={type(model).__name__}, whose regression head "
+                    "starts at zero: every score would stay 0 and nothing would learn. Set prompt.tune_head=true "
+                    "(prompt + linear head), or prompt a model that reads quality without a new head (vp_mplug)")
+        _warn_if_random_frozen(model)
 
-    def train(self, mode: bool = True) -> ScoringPipeline:
-        super().train(mode)
-        if self.model_frozen:
-            self.model.eval()
-        return self
+    def frozen_parts(self) -> list[nn.Module]:
+        return [self.model] if self.model_frozen else []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``images``: (N, 3, H, W) in [0, 1] → (N,) scores."""

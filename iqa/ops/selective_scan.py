@@ -19,10 +19,15 @@ Backends:
   (docs/benchmarks.md): on CPU a compiled loop (:mod:`iqa.ops.scan_numba`, when numba
   imports), elsewhere a log-depth parallel scan (:mod:`iqa.ops.scan_torch`). Both have a
   hand-written adjoint as backward pass; the gradient of the last state is propagated too.
-* ``"auto"``: ``"cuda"`` for CUDA tensors when mamba_ssm imports, otherwise ``"torch"``.
+* ``"triton"``: ours as fused Triton kernels (:mod:`iqa.ops.scan_triton`, ``pip install
+  '.[triton]'``) for GPUs without mamba_ssm; CUDA tensors, or any with ``TRITON_INTERPRET=1``.
+* ``"auto"``: for CUDA tensors ``"cuda"`` when mamba_ssm imports, else ``"triton"`` when triton
+  imports, else ``"torch"``; ``"torch"`` for other tensors.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch.nn.functional as F
 
@@ -33,7 +38,7 @@ try:
 except ImportError:  # numba is optional: the parallel scan runs on CPUs too
     recurrence_numba = None
 
-BACKENDS = ("auto", "cuda", "torch")
+BACKENDS = ("auto", "cuda", "torch", "triton")
 ALGORITHMS = ("numba", "scan")
 
 
@@ -43,6 +48,14 @@ def _mamba_kernel():
     except ImportError:
         return None
     return selective_scan_fn
+
+
+def _triton_scan():
+    try:
+        from iqa.ops.scan_triton import selective_scan_triton
+    except ImportError:
+        return None
+    return selective_scan_triton
 
 
 def _check_shapes(u, delta, A, B, C) -> None:
@@ -85,10 +98,10 @@ def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                    return_last_state=False, backend: str = "auto"):
-    """Dispatch to ``backend`` (``auto`` | ``cuda`` | ``torch``); see the module docstring."""
+    """Dispatch to ``backend`` (``auto`` | ``cuda`` | ``triton`` | ``torch``); see the module docstring."""
     if backend not in BACKENDS:
-        raise ValueError(f"scan backend must be auto, cuda or torch, got {backend!r}")
-    kernel = _mamba_kernel() if backend != "torch" else None
+        raise ValueError(f"scan backend must be auto, cuda or torch (or triton), got {backend!r}")
+    kernel = _mamba_kernel() if backend in ("auto", "cuda") else None
     if backend == "cuda":
         if kernel is None:
             raise ImportError("scan_backend=cuda needs mamba_ssm: pip install '.[mamba]' on a CUDA machine")
@@ -96,4 +109,12 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             raise ValueError("scan_backend=cuda needs CUDA tensors; use auto or torch")
     if kernel is not None and u.is_cuda:
         return kernel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    triton_scan = _triton_scan() if backend == "triton" or (backend == "auto" and u.is_cuda) else None
+    if backend == "triton":
+        if triton_scan is None:
+            raise ImportError("scan_backend=triton needs triton: pip install '.[triton]'")
+        if not u.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError("scan_backend=triton needs CUDA tensors (or TRITON_INTERPRET=1); use auto or torch")
+    if triton_scan is not None:
+        return triton_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)

@@ -11,14 +11,20 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 
+from iqa.errors import ConfigurationError
 from iqa.jsonio import write_json
+from iqa.training.curves import TrainingCurves
 from iqa.training.divergence import StopOnDivergence, TrainingDivergedError
+from iqa.training.media import log_image_file, log_table
+from iqa.training.predictions import ValidationPredictions, log_predictions, prediction_rows, write_predictions_csv
+from iqa.training.run_summary import run_summary
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "BestCheckpoint", "EarlyStoppingOnValidation", "LearningRateMonitor", "RNGStateCallback",
-    "RichProgressBar", "StopOnDivergence", "TestReport", "TrainingDivergedError",
+    "RichProgressBar", "StopOnDivergence", "TestReport", "TrainingCurves", "TrainingDivergedError",
+    "ValidationPredictions",
 ]
 
 
@@ -39,7 +45,7 @@ class BestCheckpoint(ModelCheckpoint):
     def __init__(self, *args, every_n_train_steps: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if every_n_train_steps is not None and every_n_train_steps < 1:
-            raise ValueError(f"callbacks.checkpoint.every_n_train_steps must be >= 1 or null, got {every_n_train_steps}")
+            raise ConfigurationError(f"callbacks.checkpoint.every_n_train_steps must be >= 1 or null, got {every_n_train_steps}")
         self.last_every_n_train_steps = every_n_train_steps
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -124,11 +130,15 @@ class RNGStateCallback(L.Callback):
 
 
 class TestReport(L.Callback):
-    """After testing, writes ``metrics.json`` and one scatter plot per dataset
-    (prediction vs MOS) into ``output_dir`` (rank 0 only)."""
+    """After testing, writes ``metrics.json`` (test metrics, parameter counts, the selected
+    epoch with its validation values and the times, :func:`~iqa.training.run_summary.run_summary`)
+    and one scatter plot per dataset
+    (prediction vs MOS) into ``output_dir`` (rank 0 only), with the per-distortion report
+    and ``predictions_test.csv``; figures and tables also go to the experiment loggers."""
 
-    def __init__(self, output_dir: str) -> None:
+    def __init__(self, output_dir: str, thumbnails: bool = False) -> None:
         self.output_dir = Path(output_dir)
+        self.thumbnails = thumbnails
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -136,22 +146,32 @@ class TestReport(L.Callback):
         from iqa.metrics.plots import scatter_plot
 
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        results = {**pl_module.test_results, **pl_module.parameter_counts()}
+        results = {**pl_module.test_results, **pl_module.parameter_counts(), **run_summary(trainer)}
         write_json(self.output_dir / "metrics.json", results, sort_keys=True)  # NaN → null
+        predictions = []
         for name, (ids, predicted, mos) in pl_module.test_scores.items():
-            scatter_plot(predicted, mos, self.output_dir / f"scatter_{name}.png", title=f"{name} (test)")
-            self._per_type_report(name, trainer.datamodule, ids, predicted, mos)
-        log.info("wrote %s", self.output_dir / "metrics.json")
+            path = scatter_plot(predicted, mos, self.output_dir / f"scatter_{name}.png", title=f"{name} (test)")
+            log_image_file(trainer.loggers, f"test/scatter/{name}", path, step=trainer.global_step)
+            self._per_type_report(name, trainer, ids, predicted, mos)
+            predictions += prediction_rows(name, "test", trainer.datamodule.test_sets[name], ids, predicted, mos)
+        write_predictions_csv(predictions, self.output_dir / "predictions_test.csv")
+        log_predictions(trainer, predictions, "test", self.thumbnails)
 
-    def _per_type_report(self, name: str, datamodule, ids: np.ndarray, predicted: np.ndarray, mos: np.ndarray) -> None:
+    def _per_type_report(self, name: str, trainer: L.Trainer, ids: np.ndarray, predicted: np.ndarray,
+                         mos: np.ndarray) -> None:
         """``per_type_<name>.csv`` and a PLCC bar chart when the test images carry distortion types."""
-        from iqa.metrics.per_type import per_type_bar_chart, per_type_metrics, write_per_type_csv
+        from iqa.metrics.per_type import COLUMNS, per_type_bar_chart, per_type_metrics, write_per_type_csv
 
-        test_set = datamodule.test_sets[name]
+        test_set = trainer.datamodule.test_sets[name]
         distortion_of = {i: record.distortion for i, record in zip(test_set.ids, test_set.records)}
         distortions = [distortion_of[int(i)] for i in ids]
         if not any(distortions):
             return
         rows = per_type_metrics(distortions, predicted, mos)
         write_per_type_csv(rows, self.output_dir / f"per_type_{name}.csv")
-        per_type_bar_chart(rows, self.output_dir / f"per_type_{name}.png", title=f"{name} (test): PLCC per distortion")
+        chart = per_type_bar_chart(rows, self.output_dir / f"per_type_{name}.png",
+                                   title=f"{name} (test): PLCC per distortion")
+        log_image_file(trainer.loggers, f"test/per_type/{name}", chart, step=trainer.global_step)
+        table = [[round(v, 4) if isinstance(v, float) else v for v in (row[c] for c in COLUMNS)] for row in rows]
+        log_table(trainer.loggers, f"test/per_type_table/{name}", COLUMNS, table, step=trainer.global_step,
+                  bar=("distortion", "plcc"))

@@ -6,9 +6,14 @@ import lightning as L
 import torch
 from torch.optim import Optimizer
 
+from iqa.errors import UserError
 
-class TrainingDivergedError(RuntimeError):
-    """The training loss or the gradients became NaN or infinite."""
+
+class TrainingDivergedError(UserError, RuntimeError):
+    """The training loss or the gradients became NaN or infinite (a result, not a bug: exit code 1)."""
+
+    doc = "docs/reliability.md"
+    exit_code = 1
 
 
 class StopOnDivergence(L.Callback):

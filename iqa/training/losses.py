@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from iqa.errors import ConfigurationError
+
 
 def plcc_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """PLCC-induced loss (LoDa eq. 5; from Li et al.'s norm-in-norm loss).
@@ -53,7 +55,7 @@ class WeightedLoss(nn.Module):
         super().__init__()
         unknown = sorted(set(terms) - set(_LOSSES))
         if unknown or not terms:
-            raise ValueError(f"loss.terms has unknown or no terms {unknown}; choose from {sorted(_LOSSES)}")
+            raise ConfigurationError(f"loss.terms has unknown or no terms {unknown}; choose from {sorted(_LOSSES)}")
         self.terms = {name: float(weight) for name, weight in terms.items() if weight}
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -13,14 +13,11 @@ from torch.nn.modules.batchnorm import _NormBase
 from iqa.metrics import IQAMetrics
 from iqa.models.base import ConfigurationError
 from iqa.models.pipeline import ScoringPipeline
+from iqa.models.weights import KeyDiff
 from iqa.training.losses import WeightedLoss
 from iqa.training.optim import OptimizerSpec, SchedulerSpec
 
 log = logging.getLogger(__name__)
-
-
-class CheckpointMismatchError(RuntimeError):
-    """A checkpoint's tensors do not fit the model built from the config."""
 
 
 class IQAModule(L.LightningModule):
@@ -38,9 +35,9 @@ class IQAModule(L.LightningModule):
     def __init__(
         self,
         net: ScoringPipeline,
-        loss: WeightedLoss,
-        optimizer: OptimizerSpec,
-        scheduler: SchedulerSpec,
+        loss: WeightedLoss | None = None,
+        optimizer: OptimizerSpec | None = None,
+        scheduler: SchedulerSpec | None = None,
     ) -> None:
         super().__init__()
         self.net = net
@@ -52,6 +49,7 @@ class IQAModule(L.LightningModule):
         self.run_config: dict | None = None
         self.test_results: dict[str, float] = {}
         self.test_scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # ids, predictions, MOS
+        self._counts_logged = False
 
     # -- parameters -----------------------------------------------------------------------
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -81,8 +79,9 @@ class IQAModule(L.LightningModule):
         datamodule = self.trainer.datamodule
         self.val_metrics = nn.ModuleDict({name: IQAMetrics() for name in datamodule.val_names})
         self.test_metrics = nn.ModuleDict({name: IQAMetrics() for name in datamodule.test_names})
-        for key, value in self.parameter_counts().items():
-            log.info("%s: %s", key, f"{value:,}")
+        if not self._counts_logged:
+            self._counts_logged = True
+            log.info("parameters: %s", ", ".join(f"{k.split('/')[1]} {v:,}" for k, v in self.parameter_counts().items()))
 
     def on_fit_start(self) -> None:
         for logger in self.loggers:
@@ -94,8 +93,12 @@ class IQAModule(L.LightningModule):
         scores = self._crop_scores(batch)
         labels = batch["label"].float()[:, None].expand_as(scores)
         parts = self.loss(scores.flatten(), labels.flatten())
-        self.log_dict({f"train/{k}": v for k, v in parts.items()}, prog_bar=True, batch_size=len(scores))
-        return parts["loss"]
+        loss = parts.pop("loss")
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(scores))
+        if len(parts) > 1:  # the terms of a weighted sum; a single term equals the loss
+            self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=len(scores))
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=True, batch_size=len(scores))
+        return loss
 
     def configure_optimizers(self):
         parameters = self.trainable_parameters()
@@ -144,9 +147,9 @@ class IQAModule(L.LightningModule):
         if len(self.val_metrics) > 1:  # the monitored keys have one name in every run
             results["val/srcc"], results["val/plcc"] = results["val/mean/srcc"], results["val/mean/plcc"]
         results["val/srcc_plcc"] = (results["val/srcc"] + results["val/plcc"]) / 2  # the VP paper's selection
-        monitored = results.pop("val/srcc")
+        shown = {key: results.pop(key) for key in ("val/srcc", "val/plcc")}
         self.log_dict(results)
-        self.log("val/srcc", monitored, prog_bar=True)
+        self.log_dict(shown, prog_bar=True)
         for metric in self.val_metrics.values():
             metric.reset()
 
@@ -176,17 +179,10 @@ class IQAModule(L.LightningModule):
 
     def load_state_dict(self, state_dict: dict[str, torch.Tensor], strict: bool = True, assign: bool = False):
         own = super().state_dict()
-        expected = self._stored_keys() & set(own)
-        missing = sorted(expected - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(own))
-        wrong_shape = sorted(k for k in set(state_dict) & set(own) if state_dict[k].shape != own[k].shape)
-        if strict and (missing or unexpected or wrong_shape):
-            raise CheckpointMismatchError(
-                "the checkpoint does not fit the configured model (is it from another model= or prompt=?): "
-                f"missing {missing[:5]}{'…' if len(missing) > 5 else ''}, "
-                f"unexpected {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}, "
-                f"wrong shape {wrong_shape[:5]}; evaluate it with the config it was trained with"
-            )
+        if strict:  # frozen tensors are rebuilt from the config: only the stored ones must be there
+            KeyDiff.of(state_dict, own, may_miss=set(own) - self._stored_keys()).check(
+                "the checkpoint", "the configured model (is it from another model= or prompt=?)",
+                "evaluate it with the config it was trained with")
         return super().load_state_dict(state_dict, strict=False, assign=assign)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

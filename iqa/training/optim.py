@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from iqa.errors import ConfigurationError
+
 
 @dataclass
 class OptimizerSpec:
@@ -24,7 +26,7 @@ class OptimizerSpec:
             return torch.optim.SGD(parameters, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
         if self.name == "adamw":
             return torch.optim.AdamW(parameters, lr=self.lr, betas=tuple(self.betas), weight_decay=self.weight_decay)
-        raise ValueError(f"optimizer.name must be 'sgd' or 'adamw', got {self.name!r}")
+        raise ConfigurationError(f"optimizer.name must be 'sgd' or 'adamw', got {self.name!r}")
 
 
 @dataclass
@@ -44,7 +46,7 @@ class SchedulerSpec:
 
     def __post_init__(self) -> None:
         if self.name not in ("constant", "cosine", "step"):
-            raise ValueError(f"scheduler.name must be constant, cosine or step, got {self.name!r}")
+            raise ConfigurationError(f"scheduler.name must be constant, cosine or step, got {self.name!r}")
 
     def multiplier(self, step: int, steps_per_epoch: int, total_steps: int) -> float:
         warmup_steps = self.warmup_epochs * steps_per_epoch

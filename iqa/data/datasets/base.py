@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import ClassVar
 
 from iqa.data.records import ImageRecord
+from iqa.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """Bad dataset input: the message names the file or key and the fix."""
+
+    doc = "docs/datasets.md"
 
 
 class DatasetDescription:
@@ -63,7 +66,7 @@ class DatasetDescription:
         """All labelled images, validated (root exists, each image listed once, files exist,
         MOS in range). An image listed twice with different scores is an error naming both
         rows; listed twice with the same score, it is kept once with a warning."""
-        self._check_root()
+        self.check_root()
         records = self.read_meta_csv(self.meta_file) if self.meta_file else self.read_official()
         if not records:
             raise DatasetError(f"{self.name}: no labelled images found under {self.root}")
@@ -109,8 +112,8 @@ class DatasetDescription:
         path = self._resolve(relative)
         if not path.is_file():
             raise DatasetError(
-                f"{self.name}: label file {path} is missing; place the official file there "
-                f"(see docs/datasets.md) or point data.root at the {self.default_folder}/ folder"
+                f"{self.name}: label file {path} is missing; place the official file there (see docs/datasets.md; "
+                f"source: docs/weights_and_data.md#{self.name}) or point data.root at the {self.default_folder}/ folder"
             )
         return path
 
@@ -177,14 +180,17 @@ class DatasetDescription:
         except ValueError as error:
             raise DatasetError(f"{self.name}: {source} holds a non-numeric score {value!r}") from error
 
-    def _check_root(self) -> None:
+    def check_root(self) -> None:
+        """Raise :class:`DatasetError` when the dataset folder is missing or empty."""
         if not self.root.is_dir():
             raise DatasetError(
                 f"{self.name}: dataset folder {self.root} does not exist; download the dataset there "
+                f"(docs/weights_and_data.md#{self.name}) "
                 f"or set data.root (or paths.data_dir, under which it is {self.default_folder}/)"
             )
         if not any(self.root.iterdir()):
-            raise DatasetError(f"{self.name}: dataset folder {self.root} is empty; see docs/datasets.md")
+            raise DatasetError(f"{self.name}: dataset folder {self.root} is empty; see docs/datasets.md and "
+                               f"docs/weights_and_data.md#{self.name}")
 
     def _check_duplicates(self, records: list[ImageRecord]) -> list[ImageRecord]:
         """``records`` with each image once (the first row of exact repeats); rows are counted

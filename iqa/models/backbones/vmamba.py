@@ -28,6 +28,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from iqa.ops import selective_scan
 
+try:
+    from iqa.ops.scan_cross_numba import directional_scan_numba
+except ImportError:  # numba is optional: SS2D then unfolds the map and calls selective_scan
+    directional_scan_numba = None
+
 DIRECTIONS = 4  # K: row-major, column-major and both reversed (Fig. 2 of VMamba)
 StageHook = Callable[[int, torch.Tensor], torch.Tensor]
 
@@ -85,6 +90,14 @@ class CrossScan(nn.Module):
     def length(self, height: int, width: int) -> int:
         return height * width
 
+    def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        return height, width
+
+    def paths(self, height: int, width: int) -> torch.Tensor:
+        """``(K, L)`` int32: the pixel (row-major index) direction k reads at step t, for the
+        fused scan that reads the map in place; :meth:`unfold` applied to the pixel indices."""
+        return self.unfold(torch.arange(height * width, dtype=torch.int32).view(1, 1, height, width))[0, :, 0]
+
     def fold(self, ys: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """``(B, K, D, L)`` → the sum of the K outputs at their pixels, ``(B, D, H, W)``."""
         rows = ys[:, 0] + ys[:, 2].flip(-1)
@@ -107,10 +120,21 @@ class ChannelGate(nn.Module):
         self.act = nn.GELU()
         self.channel_select = nn.Linear(hidden, dim)
 
+    def _select(self, pooled: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.channel_select(self.act(self.global_reduce(pooled))))
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The gate σ(W₂ GELU(W₁ mean_{HW} LN(x))), ``(B, C)``, without writing LN(x): with μ_p,
+        σ_p the channel statistics of pixel p, mean_p LN(x)_c = γ_c (Σ_p x_cp / σ_p − Σ_p μ_p / σ_p)
+        / HW + β_c, one matrix-vector product (the fused CPU path's :meth:`LocalScan.fold_pixels`)."""
+        var, mean = torch.var_mean(x, dim=1, unbiased=False)  # (B, H, W)
+        inv_std = torch.rsqrt(var + self.norm.eps)
+        centred = torch.einsum("bchw,bhw->bc", x, inv_std) - (mean * inv_std).sum((1, 2))[:, None]
+        return self._select(centred / (x.shape[2] * x.shape[3]) * self.norm.weight + self.norm.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.norm(x).mean(dim=(2, 3))
-        gate = torch.sigmoid(self.channel_select(self.act(self.global_reduce(pooled))))
-        return x * gate[:, :, None, None]
+        """As LocalMamba computes it (the LayerNorm written out; what ``VSSM.flops`` counts)."""
+        return x * self._select(self.norm(x).mean(dim=(2, 3)))[:, :, None, None]
 
 
 class LocalScan(nn.Module):
@@ -133,6 +157,26 @@ class LocalScan(nn.Module):
     def length(self, height: int, width: int) -> int:
         rows_of_windows, cols_of_windows = self._grid(height, width)
         return rows_of_windows * cols_of_windows * self.window**2
+
+    def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        rows_of_windows, cols_of_windows = self._grid(height, width)
+        return rows_of_windows * self.window, cols_of_windows * self.window
+
+    def paths(self, height: int, width: int) -> torch.Tensor:
+        """``(K, L)`` int32 pixel indices of the padded map in each direction's order (:meth:`unfold`)."""
+        padded = self.padded_size(height, width)
+        return self.unfold(torch.arange(padded[0] * padded[1], dtype=torch.int32).view(1, 1, *padded))[0, :, 0]
+
+    def fold_pixels(self, ys: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """:meth:`fold` for outputs already in pixel order: ``(B, K, D, H', W')`` on the padded
+        map → cropped, gated per direction and summed, ``(B, D, H, W)``."""
+        batch, directions, dim = ys.shape[:3]
+        cropped = ys[..., :height, :width]
+        gates = self.attn.gate(cropped.reshape(batch * directions, dim, height, width)).view(batch, directions, dim)
+        out = cropped[:, 0] * gates[:, 0, :, None, None]
+        for k in range(1, directions):
+            out = out.addcmul_(cropped[:, k], gates[:, k, :, None, None])
+        return out
 
     def unfold(self, x: torch.Tensor) -> torch.Tensor:
         batch, dim, height, width = x.shape
@@ -167,6 +211,10 @@ class SS2D(nn.Module):
     ``in_proj`` → depth-wise conv → SiLU → K sequences (``scan``) → per sequence
     Δ, B, C = ``x_proj``(x) (the selection of Mamba, Gu & Dao 2023, Alg. 2) → S6 → fold and sum →
     ``out_norm`` → ``out_proj``.
+
+    On CPU with numba (``scan_backend`` auto or torch, ``fused_scan`` true) the K sequences are
+    not materialised: the projections run on the map in pixel order and one compiled kernel
+    scans the K paths through it and merges them (:mod:`iqa.ops.scan_cross_numba`); same result.
     """
 
     def __init__(
@@ -189,6 +237,7 @@ class SS2D(nn.Module):
         self.d_inner, self.d_state = d_inner, d_state
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
         self.scan_backend = scan_backend
+        self.fused_scan = True  # a switch for comparisons; no effect off CPU or without numba
         self.in_proj = Linear2d(d_model, d_inner, bias=False)
         self.act = nn.SiLU()
         self.conv2d = nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner, bias=conv_bias)
@@ -218,6 +267,9 @@ class SS2D(nn.Module):
         return 9 * batch * length * channels * self.d_state + batch * channels * length
 
     def forward_core(self, x: torch.Tensor) -> torch.Tensor:
+        fused = self.fused_scan and directional_scan_numba is not None and self.scan_backend in ("auto", "torch")
+        if fused and x.device.type == "cpu":
+            return self._forward_core_in_place(x)
         batch, _, height, width = x.shape
         xs = self.scan.unfold(x)  # (B, K, D, L)
         length = xs.shape[-1]
@@ -230,6 +282,28 @@ class SS2D(nn.Module):
             delta_softplus=True, backend=self.scan_backend,
         ).view(batch, DIRECTIONS, self.d_inner, length)
         return self.out_norm(self.scan.fold(ys, height, width).to(x.dtype))
+
+    def _forward_core_in_place(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward_core` with the K paths read in place: x_proj is a per-pixel map, so it
+        runs once on the map in pixel order instead of on K reordered copies; dt_proj runs inside
+        the kernel."""
+        batch, dim, height, width = x.shape
+        padded_h, padded_w = self.scan.padded_size(height, width)
+        if (padded_h, padded_w) != (height, width):
+            x = F.pad(x, (0, padded_w - width, 0, padded_h - height))
+        xs = x.flatten(2)  # (B, D, P)
+        projected = torch.matmul(self.x_proj_weight.flatten(0, 1), xs).view(batch, DIRECTIONS, -1, xs.shape[-1])
+        dts, Bs, Cs = torch.split(projected, [self.dt_rank, self.d_state, self.d_state], dim=2)
+        merge = isinstance(self.scan, CrossScan)
+        ys = directional_scan_numba(
+            xs.float(), dts.float().contiguous(), self.dt_projs_weight.float(), self.dt_projs_bias.view(-1).float(),
+            -torch.exp(self.A_logs.float()), Bs.float().contiguous(), Cs.float().contiguous(), self.Ds.float(),
+            self.scan.paths(height, width), merge,
+        )
+        if merge:
+            return self.out_norm(ys.view(batch, dim, height, width).to(x.dtype))
+        ys = ys.view(batch, DIRECTIONS, dim, padded_h, padded_w)
+        return self.out_norm(self.scan.fold_pixels(ys, height, width).to(x.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.conv2d(self.in_proj(x)))
@@ -398,13 +472,18 @@ class VSSM(nn.Module):
             batch, _, height, width = args[0].shape
             scans.append(ss2d.scan_flops(batch, ss2d.scan.length(height, width)))
 
-        hooks = [m.register_forward_hook(count_scan) for m in self.modules() if isinstance(m, SS2D)]
+        ss2d = [m for m in self.modules() if isinstance(m, SS2D)]
+        hooks = [m.register_forward_hook(count_scan) for m in ss2d]
+        fused = [m.fused_scan for m in ss2d]
         try:
+            for m in ss2d:  # the unfolding path, whose Δ projection (an einsum) the counter sees
+                m.fused_scan = False
             with FlopCounterMode(display=False, custom_mapping=custom) as counter:
                 self(torch.zeros(1, 3, image_size, image_size, device=next(self.parameters()).device))
         finally:
-            for hook in hooks:
+            for hook, m, was_fused in zip(hooks, ss2d, fused):
                 hook.remove()
+                m.fused_scan = was_fused
         counts = counter.get_flop_counts()["Global"]
         # FlopCounterMode counts a multiply-accumulate as 2 FLOPs; fvcore and the papers count 1.
         return sum(n if op in per_element else n // 2 for op, n in counts.items()) + sum(scans)

@@ -1,3 +1,2 @@
-"""Baseline models (timm backbones + regression head)."""
-
-from iqa.models.baselines import cnniqa, timm_regressor  # noqa: F401  (registers the models)
+"""Baseline models (CNNIQA, timm backbones + regression head), one file each; :mod:`iqa.registry`
+imports every module here."""

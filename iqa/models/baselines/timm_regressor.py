@@ -46,7 +46,7 @@ class TimmRegressor(IQAModel):
     def __init__(self, arch: str, pretrained: str | bool | None = None, tuning: str = "full",
                  head_dropout: float = 0.0, fixed_input_size: int | None = None, **timm_kwargs) -> None:
         if tuning not in self.tunings:
-            raise ValueError(f"model.tuning={tuning!r}: {type(self).__name__} offers {', '.join(self.tunings)}")
+            raise ConfigurationError(f"model.tuning={tuning!r}: {type(self).__name__} offers {', '.join(self.tunings)}")
         pretrained = resolve_pretrained(arch, pretrained)
         super().__init__(*timm_normalisation(arch, pretrained), fixed_input_size)
         backbone = timm.create_model(arch, pretrained=False, num_classes=0, **timm_kwargs)
@@ -62,11 +62,8 @@ class TimmRegressor(IQAModel):
         if self.frozen_backbone:
             self.backbone.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> TimmRegressor:
-        super().train(mode)
-        if self.frozen_backbone:
-            self.backbone.eval()
-        return self
+    def frozen_parts(self) -> list[nn.Module]:
+        return [self.backbone] if self.frozen_backbone else []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(images)).squeeze(-1)
@@ -100,7 +97,7 @@ class ResNetIQA(TimmRegressor):
 
     def __init__(self, depth: int = 50, **kwargs) -> None:
         if depth not in (18, 34, 50, 101, 152):
-            raise ValueError(f"model.depth must be 18, 34, 50, 101 or 152, got {depth}")
+            raise ConfigurationError(f"model.depth must be 18, 34, 50, 101 or 152, got {depth}")
         super().__init__(f"resnet{depth}", **kwargs)
 
 

@@ -1,3 +1,2 @@
-from iqa.models.methods import loda  # noqa: F401
-from iqa.models.methods import qmamba  # noqa: F401
-from iqa.models.methods import vp_mllm, vp_mplug  # noqa: F401
+"""The published methods (LoDa, QMamba/LQMamba, visual prompts on multimodal LLMs), one file each;
+:mod:`iqa.registry` imports every module here."""

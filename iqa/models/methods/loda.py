@@ -17,10 +17,12 @@ import timm
 import torch
 import torch.nn as nn
 
+from iqa.errors import ConfigurationError
 from iqa.models.base import IMAGENET_MEAN, IMAGENET_STD, IQAModel
 from iqa.models.baselines.timm_regressor import VIT_NAMES
 from iqa.models.methods.loda_blocks import CosineHead, DistortionInjector, LocalDistortionExtractor
-from iqa.models.pretrained import load_pretrained, read_state_dict, timm_normalisation
+from iqa.models.pretrained import load_pretrained, timm_normalisation
+from iqa.models.weights import KeyDiff, read_state_dict
 from iqa.registry import register_model
 
 CNN_STAGES = (1, 2, 3, 4)  # timm feature indices: strides 4, 8, 16, 32
@@ -97,9 +99,9 @@ class LoDa(IQAModel):
         injection: str = "cross_attention",
     ) -> None:
         if injection not in ("cross_attention", "tokens"):
-            raise ValueError(f"model.injection must be 'cross_attention' or 'tokens', got {injection!r}")
+            raise ConfigurationError(f"model.injection must be 'cross_attention' or 'tokens', got {injection!r}")
         if normalize not in ("imagenet", "vit"):
-            raise ValueError(f"model.normalize must be 'imagenet' or 'vit', got {normalize!r}")
+            raise ConfigurationError(f"model.normalize must be 'imagenet' or 'vit', got {normalize!r}")
         vit_name = VIT_NAMES.get(vit, vit)
         if normalize == "imagenet":  # the official code: both branches get ImageNet-normalised images
             mean, std = cnn_mean, cnn_std = IMAGENET_MEAN, IMAGENET_STD
@@ -141,24 +143,15 @@ class LoDa(IQAModel):
             state = checkpoint if isinstance(checkpoint, Mapping) else read_state_dict(checkpoint)
             self.load_official_state_dict(state)
 
-    def train(self, mode: bool = True) -> LoDa:
-        super().train(mode)
-        if not self.cnn_bn_train_mode:
-            self.cnn.eval()
-        return self
+    def frozen_parts(self) -> list[nn.Module]:
+        return [] if self.cnn_bn_train_mode else [self.cnn]
 
     def load_official_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         """Load a complete state dict that uses the official key names (strict)."""
-        ours = {official_key(key): key for key in self.state_dict()}
         own = self.state_dict()
-        missing = sorted(set(ours) - set(state))
-        unexpected = sorted(set(state) - set(ours))
-        wrong_shape = sorted(k for k in set(state) & set(ours) if state[k].shape != own[ours[k]].shape)
-        if missing or unexpected or wrong_shape:
-            raise KeyError(
-                f"the checkpoint does not fit this LoDa configuration: missing {missing[:5]}, unexpected "
-                f"{unexpected[:5]}, wrong shape {wrong_shape[:5]}; check the vit/cnn/size arguments"
-            )
+        ours = {official_key(key): key for key in own}
+        KeyDiff.of(state, {official: own[key] for official, key in ours.items()}).check(
+            "the checkpoint", "this LoDa configuration", "check the vit/cnn/size arguments")
         self.load_state_dict({ours[k]: v for k, v in state.items()})
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -16,9 +16,11 @@ from typing import NamedTuple
 
 import torch
 
+from iqa.errors import ConfigurationError
 from iqa.models.backbones.vmamba import VSSM, StageHook
-from iqa.models.base import IMAGENET_MEAN, IMAGENET_STD, IQAModel
-from iqa.models.pretrained import PretrainedWeightsError, is_weights_file, read_state_dict
+from iqa.models.base import IMAGENET_MEAN, IMAGENET_STD, IQAModel, mark_weights_loaded
+from iqa.models.pretrained import PretrainedWeightsError, is_weights_file
+from iqa.models.weights import KeyDiff, WeightsMismatchError, read_state_dict, read_trained_weights
 from iqa.registry import register_model
 
 _logger = logging.getLogger(__name__)
@@ -43,19 +45,15 @@ class LoadReport(NamedTuple):
 
 
 def backbone_of_run(path: str | Path) -> dict[str, torch.Tensor]:
-    """The VMamba-keyed weights stored in a QMamba run's checkpoint (``model.init_from``)."""
-    from iqa.checkpoint import read_checkpoint  # the training package imports the models
-
-    checkpoint = read_checkpoint(path)
-    target = checkpoint["iqa_config"]["model"]["_target_"]
-    if target != f"{__name__}.QMamba":
-        raise PretrainedWeightsError(f"model.init_from={path} is a run of {target}, not of QMamba; "
-                                     "start from a model=qmamba run")
-    prefix = "net.model.backbone."
-    state = {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
+    """The VMamba-keyed weights a QMamba run trained (``model.init_from``)."""
+    trained = read_trained_weights(path)
+    if trained.model_target != f"{__name__}.QMamba":
+        raise WeightsMismatchError(f"model.init_from={path} is a run of {trained.model_target}, not of QMamba; "
+                                   "start from a model=qmamba run")
+    state = trained.of("model.backbone")
     if not state:
-        raise PretrainedWeightsError(f"model.init_from={path} holds no QMamba weights: that run trained only a "
-                                     "prompt; start from a run that trained the model (prompt=none)")
+        raise WeightsMismatchError(f"model.init_from={path} holds no QMamba weights: that run trained only a "
+                                   "prompt; start from a run that trained the model (prompt=none)")
     return state
 
 
@@ -93,7 +91,7 @@ class QMamba(IQAModel):
         **vmamba_kwargs,
     ) -> None:
         if size not in SIZES:
-            raise ValueError(f"model.size={size!r}: choose one of {', '.join(SIZES)}")
+            raise ConfigurationError(f"model.size={size!r}: choose one of {', '.join(SIZES)}")
         # Any input side works: the local scan zero-pads maps its windows do not tile.
         super().__init__(IMAGENET_MEAN, IMAGENET_STD, fixed_input_size=None)
         config = {**SIZES[size], "num_classes": 1, "drop_path_rate": 0.1, **vmamba_kwargs}
@@ -103,7 +101,7 @@ class QMamba(IQAModel):
                 raise PretrainedWeightsError(
                     f"model.pretrained={pretrained!r}: VMamba weights are not in timm; download a checkpoint "
                     "from the MzeroMiko/VMamba releases (e.g. vssm_small_0229_ckpt_epoch_222.pth for size=small) "
-                    "and pass its path")
+                    "and pass its path (docs/weights_and_data.md#vmamba-checkpoints-qmamba)")
             self.load_vmamba(pretrained, strict)
         if checkpoint is not None:
             self.load_vmamba(checkpoint, strict)
@@ -122,22 +120,21 @@ class QMamba(IQAModel):
         if dropped_head:
             for key in HEAD_KEYS:
                 state.pop(key, None)
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        wrong_shape = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
         allowed = set(HEAD_KEYS) if dropped_head else set()
         local_scan_keys = {k for k in own if LOCAL_SCAN_MARK in k}
         if local_scan_keys.isdisjoint(state):  # a VMamba checkpoint: LQMamba's gates start fresh
             allowed |= local_scan_keys
-        unfit = [k for k in missing if k not in allowed] + unexpected + wrong_shape
         name = "the given state dict" if isinstance(source, Mapping) else str(source)
-        if strict and unfit:
-            raise KeyError(
-                f"{name} does not fit this QMamba (VMamba key names expected): missing "
-                f"{[k for k in missing if k not in allowed][:5]}, unexpected {unexpected[:5]}, wrong shape "
-                f"{wrong_shape[:5]}; check size/depths/dims/scan, or pass strict=False to load what fits")
+        if strict:
+            KeyDiff.of(state, own, may_miss=allowed).check(
+                name, "this QMamba (VMamba key names expected)",
+                "check size/depths/dims/scan, or pass strict=False to load what fits")
+        diff = KeyDiff.of(state, own)
+        missing, unexpected = diff.missing, diff.unexpected
+        wrong_shape = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
         self.backbone.load_state_dict({k: v for k, v in state.items() if k in own and k not in wrong_shape},
                                       strict=False)
+        mark_weights_loaded(self.backbone)
         report = LoadReport(missing, unexpected, wrong_shape, dropped_head)
         if missing or unexpected or wrong_shape:
             _logger.warning("loaded %s: %d keys kept their initialisation (%s), %d unused (%s), %d of another "

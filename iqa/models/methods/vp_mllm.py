@@ -12,10 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from iqa.models.base import ConfigurationError, IQAModel
+from iqa.models.base import ConfigurationError, IQAModel, mark_weights_loaded
 from iqa.models.methods.quality_readout import QualityReadout, chat_turn
 from iqa.models.methods.vp_mplug import torch_dtype
 from iqa.registry import register_model
@@ -44,6 +45,8 @@ class VisualPromptMLLM(IQAModel):
         gradient_checkpointing: recompute the frozen layers in backward.
     """
 
+    scores_without_training = True  # quality read from rating-word logits (iqa/zero_shot.py)
+
     def __init__(
         self,
         hf_id: str | Path,
@@ -54,7 +57,8 @@ class VisualPromptMLLM(IQAModel):
         gradient_checkpointing: bool = True,
     ) -> None:
         if hf_id is None:
-            raise ConfigurationError("model=vp_mllm needs model.hf_id=<local folder or cached HF id>")
+            raise ConfigurationError("model=vp_mllm needs model.hf_id=<local folder or cached HF id> "
+                                     "(docs/weights_and_data.md#vp_mllm-models)")
         processor = AutoProcessor.from_pretrained(str(hf_id), local_files_only=True)
         default_question, default_prefix = chat_turn(quality_score_type)
         messages = [{"role": "user", "content": [{"type": "image"},
@@ -71,14 +75,12 @@ class VisualPromptMLLM(IQAModel):
                                                                dtype=torch_dtype(dtype))
         if gradient_checkpointing:  # renamed activation_checkpointing_enable in later transformers 5 releases
             getattr(backbone, "activation_checkpointing_enable", backbone.gradient_checkpointing_enable)()
-        self.backbone = backbone.requires_grad_(False).eval()
+        self.backbone = mark_weights_loaded(backbone).requires_grad_(False).eval()
         self.readout = QualityReadout(quality_score_type, processor.tokenizer)
         self.register_buffer("input_ids", encoded["input_ids"], persistent=False)
 
-    def train(self, mode: bool = True) -> VisualPromptMLLM:
-        super().train(mode)
-        self.backbone.eval()
-        return self
+    def frozen_parts(self) -> list[nn.Module]:
+        return [self.backbone]  # frozen: no dropout, whatever the trainer asks
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         input_ids = self.input_ids.expand(len(images), -1)

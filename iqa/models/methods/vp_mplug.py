@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 from transformers import AutoTokenizer, PretrainedConfig
 
 from iqa.models.base import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, ConfigurationError, IQAModel
@@ -51,6 +52,8 @@ class VisualPromptMplugOwl2(IQAModel):
         attn_implementation: ``sdpa`` or ``eager``.
     """
 
+    scores_without_training = True  # quality read from rating-word logits (iqa/zero_shot.py)
+
     def __init__(
         self,
         checkpoint: str | Path,
@@ -63,7 +66,8 @@ class VisualPromptMplugOwl2(IQAModel):
         attn_implementation: str = "sdpa",
     ) -> None:
         if checkpoint is None:
-            raise ConfigurationError("model=vp_mplug needs model.checkpoint=<local mPLUG-Owl2 folder>")
+            raise ConfigurationError("model=vp_mplug needs model.checkpoint=<local mPLUG-Owl2 folder> "
+                                     "(docs/weights_and_data.md#mplug-owl2)")
         mean, std = normalization(normalize)
         backbone = load_mplug_owl2(checkpoint, dtype=torch_dtype(dtype), attn_implementation=attn_implementation,
                                    gradient_checkpointing=gradient_checkpointing)
@@ -76,10 +80,8 @@ class VisualPromptMplugOwl2(IQAModel):
         ids = tokenize_with_image(text_tokenizer, prompt_text or default_prompt(quality_score_type), IMAGE_TOKEN_INDEX)
         self.register_buffer("input_ids", torch.tensor([ids]), persistent=False)
 
-    def train(self, mode: bool = True) -> VisualPromptMplugOwl2:
-        super().train(mode)
-        self.backbone.eval()  # frozen: no dropout, whatever the trainer asks
-        return self
+    def frozen_parts(self) -> list[nn.Module]:
+        return [self.backbone]  # frozen: no dropout, whatever the trainer asks
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         input_ids = self.input_ids.expand(len(images), -1)

@@ -21,17 +21,14 @@ import torch
 from safetensors import safe_open
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
+from iqa.models.base import mark_weights_loaded
 from iqa.models.mplug_owl2.configuration import MplugOwl2Config
 from iqa.models.mplug_owl2.model import MplugOwl2ForCausalLM
-from iqa.models.pretrained import PretrainedWeightsError, read_state_dict
+from iqa.models.weights import KeyDiff, PretrainedWeightsError, read_state_dict
 
 STALE_KEY_SUFFIX = "rotary_emb.inv_freq"
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 MODEL_KEY_PREFIXES = ("model.", "lm_head.")
-
-
-class CheckpointKeysError(RuntimeError):
-    """The checkpoint's tensor names differ from the model's."""
 
 
 def load_mplug_owl2(
@@ -55,7 +52,8 @@ def load_mplug_owl2(
     folder = Path(folder).expanduser()
     config_file = folder / "config.json"
     if not config_file.is_file():
-        raise PretrainedWeightsError(f"{config_file} does not exist; expected an official mPLUG-Owl2 folder")
+        raise PretrainedWeightsError(f"{config_file} does not exist; expected an official mPLUG-Owl2 folder "
+                                     "(docs/weights_and_data.md#mplug-owl2)")
     config = MplugOwl2Config.from_file(config_file, attn_implementation)
     with torch.device("meta"):
         model = MplugOwl2ForCausalLM(config)
@@ -70,6 +68,7 @@ def load_mplug_owl2(
                    for key, value in tensors.items() if key in expected}
         model.load_state_dict(tensors, strict=False, assign=True)
     _check_keys(expected, found, folder, files)
+    mark_weights_loaded(model)
 
     with torch.device(device):  # not in the checkpoint: recompute the (float32) rotary table
         model.model.rotary_emb = LlamaRotaryEmbedding(config.text)
@@ -88,7 +87,8 @@ def weight_files(folder: Path) -> list[Path]:
     if not files:
         raise PretrainedWeightsError(
             f"no mPLUG-Owl2 weights in {folder}: expected {' or '.join(INDEX_FILES)} with its shards, "
-            "*.safetensors files with model.*/lm_head.* tensors, or pytorch_model*.bin")
+            "*.safetensors files with model.*/lm_head.* tensors, or pytorch_model*.bin "
+            "(docs/weights_and_data.md#mplug-owl2)")
     return files
 
 
@@ -98,9 +98,6 @@ def _holds_model_tensors(file: Path) -> bool:
 
 
 def _check_keys(expected: set[str], found: set[str], folder: Path, files: list[Path]) -> None:
-    missing, unexpected = sorted(expected - found), sorted(found - expected)
-    if missing or unexpected:
-        raise CheckpointKeysError(
-            f"checkpoint {folder} (files: {', '.join(file.name for file in files)}) does not match mPLUG-Owl2 "
-            f"built from its config.json.\n  missing ({len(missing)}): {missing}\n"
-            f"  unexpected ({len(unexpected)}): {unexpected}")
+    KeyDiff.of(dict.fromkeys(found), dict.fromkeys(expected)).check(
+        f"checkpoint {folder} (files: {', '.join(file.name for file in files)})", "mPLUG-Owl2 built from its config.json",
+        "is it an official mPLUG-Owl2 (LLaMA-2) folder? (docs/weights_and_data.md#mplug-owl2)")

@@ -23,18 +23,20 @@ class PixelPrompt(nn.Module):
 
     needs_fixed_size = True
 
-    def __init__(self, image_size: int, mode: str = "add", delta: float = 1.0, freeze_model: bool = True) -> None:
+    def __init__(self, image_size: int, mode: str = "add", delta: float = 1.0, freeze_model: bool = True,
+                 tune_head: bool = False) -> None:
         super().__init__()
         if image_size is None:
             raise ConfigurationError(
                 f"prompt={type(self).__name__} needs a fixed input size but data.crop_size is null; set data.crop_size"
             )
         if mode not in ("add", "mul"):
-            raise ValueError(f"prompt.mode must be 'add' or 'mul', got {mode!r}")
+            raise ConfigurationError(f"prompt.mode must be 'add' or 'mul', got {mode!r}")
         self.image_size = image_size
         self.mode = mode
         self.delta = delta
         self.freeze_model = freeze_model
+        self.tune_head = tune_head  # the frozen model's regression head trains with the prompt
 
     def _parameter(self, *shape: int) -> nn.Parameter:
         return nn.Parameter(torch.randn(*shape) * 0.01)
@@ -56,10 +58,10 @@ class PaddingPrompt(PixelPrompt):
     3·2S(W+H−S) counts the corners twice). Stored as four strips."""
 
     def __init__(self, image_size: int, size: int = 30, mode: str = "add", delta: float = 1.0,
-                 freeze_model: bool = True) -> None:
-        super().__init__(image_size, mode, delta, freeze_model)
+                 freeze_model: bool = True, tune_head: bool = False) -> None:
+        super().__init__(image_size, mode, delta, freeze_model, tune_head)
         if not 0 < 2 * size < image_size:
-            raise ValueError(f"prompt.size={size} must be in (0, {image_size // 2}) for data.crop_size={image_size}")
+            raise ConfigurationError(f"prompt.size={size} must be in (0, {image_size // 2}) for data.crop_size={image_size}")
         self.size = size
         inner = image_size - 2 * size
         self.top, self.bottom = self._parameter(3, size, image_size), self._parameter(3, size, image_size)
@@ -72,17 +74,16 @@ class PaddingPrompt(PixelPrompt):
         return torch.cat([top, torch.cat([left, centre, right], dim=2), bottom], dim=1)
 
 
-
 class PatchPrompt(PixelPrompt):
     """A square patch of side ``size`` at the centre or the top-left corner: 3·S² values."""
 
     def __init__(self, image_size: int, size: int = 30, position: str = "center", mode: str = "add",
-                 delta: float = 1.0, freeze_model: bool = True) -> None:
-        super().__init__(image_size, mode, delta, freeze_model)
+                 delta: float = 1.0, freeze_model: bool = True, tune_head: bool = False) -> None:
+        super().__init__(image_size, mode, delta, freeze_model, tune_head)
         if not 0 < size <= image_size:
-            raise ValueError(f"prompt.size={size} must be in (0, {image_size}] for data.crop_size={image_size}")
+            raise ConfigurationError(f"prompt.size={size} must be in (0, {image_size}] for data.crop_size={image_size}")
         if position not in ("center", "top_left"):
-            raise ValueError(f"prompt.position must be 'center' or 'top_left', got {position!r}")
+            raise ConfigurationError(f"prompt.position must be 'center' or 'top_left', got {position!r}")
         self.size = size
         self.offset = (image_size - size) // 2 if position == "center" else 0
         self.patch = self._parameter(3, size, size)
@@ -98,12 +99,12 @@ class PatchPrompt(PixelPrompt):
         return canvas
 
 
-
 class OverlayPrompt(PixelPrompt):
     """A prompt over the whole image: 3·H·W values (602,112 at 448²)."""
 
-    def __init__(self, image_size: int, mode: str = "add", delta: float = 1.0, freeze_model: bool = True) -> None:
-        super().__init__(image_size, mode, delta, freeze_model)
+    def __init__(self, image_size: int, mode: str = "add", delta: float = 1.0, freeze_model: bool = True,
+                 tune_head: bool = False) -> None:
+        super().__init__(image_size, mode, delta, freeze_model, tune_head)
         self.overlay = self._parameter(3, image_size, image_size)
 
     def prompt_image(self) -> torch.Tensor:

@@ -83,6 +83,9 @@ class StyleModulation(nn.Module):
 class StylePrompt(FeaturePrompt):
     """QMamba's StylePrompt (Sec. 3.2): a :class:`StyleModulation` after every stage.
 
+    3C² + 15C + 6 parameters per stage of width C (N = 6, 1×1): 4,206,744 at LQMamba-B against
+    the paper's 3.83M (Table 3); docs/qmamba.md compares the counts.
+
     Args:
         n_components: N prompt components per stage (6 in the paper; A.9 ablates 1–10).
         spatial_size: side of each component, one int for all stages or one per stage

@@ -1,0 +1,90 @@
+"""float32 exp, softplus and sigmoid for numba loops, as polynomials that LLVM vectorises.
+
+numba calls libm's scalar ``exp``/``log1p`` (no SVML here): about 8 ns per element on the 2-core
+dev CPU, so Δ = softplus(δ + bias) and exp(Δ A) cost more than the recurrence they feed. Written
+as Cephes-style range reduction plus a minimax polynomial (Moshier's ``expf``/``logf``
+coefficients), a loop over a row vectorises (AVX2: 8 lanes) at about 0.5 ns per element.
+Accuracy: relative error below 2e-7 for exp on [-87, 88] (clamped outside: exp(-87) ≈ 1.6e-38
+stands for 0), softplus and sigmoid within a few float32 ulps (tests/test_selective_scan.py).
+
+Callers compile with ``fastmath=FASTMATH`` (fused multiply-add only, which the polynomials need
+to vectorise well: 0.5 instead of 2–3 ns). Never with reassociation: the round-to-nearest trick in
+:func:`exp32` relies on (x + 1.5·2²³) − 1.5·2²³ not being simplified to x; NaN stays NaN.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+F32 = np.float32
+FASTMATH = {"contract"}
+_ROUND = F32(12582912.0)  # 1.5 · 2^23: adding and subtracting it rounds a float32 to an integer
+_LN2_HI, _LN2_LO = F32(0.693359375), F32(-2.12194440e-4)  # ln 2 split so that k·ln2_hi is exact
+_SQRT2_MINUS_1 = F32(0.41421356)
+
+
+@numba.njit(inline="always")
+def exp32(x: float) -> float:
+    """e^x = 2^k e^r with k = round(x / ln 2), |r| ≤ ln2 / 2, e^r by a degree-7 polynomial."""
+    x = F32(-87.0) if x < F32(-87.0) else x  # written so that NaN stays NaN
+    x = F32(88.0) if x > F32(88.0) else x
+    k = (x * F32(1.44269504) + _ROUND) - _ROUND
+    r = x - k * _LN2_HI - k * _LN2_LO
+    p = F32(1.9875691500e-4)
+    p = p * r + F32(1.3981999507e-3)
+    p = p * r + F32(8.3334519073e-3)
+    p = p * r + F32(4.1665795894e-2)
+    p = p * r + F32(1.6666665459e-1)
+    p = p * r + F32(5.0000001201e-1)
+    return (p * r * r + r + F32(1.0)) * _pow2(k)
+
+
+@intrinsic
+def _pow2(typingctx, k):
+    """2^k for an integral float32 k ∈ [−126, 127]: the bits (k + 127) << 23, in int32 lanes."""
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        exponent = builder.add(builder.fptosi(args[0], i32), ir.Constant(i32, 127))
+        return builder.bitcast(builder.shl(exponent, ir.Constant(i32, 23)), ir.FloatType())
+
+    return types.float32(types.float32), codegen
+
+
+@numba.njit(inline="always")
+def _log1p_unit(e: float) -> float:
+    """log(1 + e) for e ∈ [0, 1]: log(1 + f) + k ln 2 with f = e (k = 0) or (e − 1) / 2 (k = 1),
+    so that f ∈ [−0.29, 0.42] is exact and 1 + e is never rounded."""
+    big = e > _SQRT2_MINUS_1
+    f = (e - F32(1.0)) * F32(0.5) if big else e
+    k = F32(1.0) if big else F32(0.0)
+    z = f * f
+    p = F32(7.0376836292e-2)
+    p = p * f - F32(1.1514610310e-1)
+    p = p * f + F32(1.1676998740e-1)
+    p = p * f - F32(1.2420140846e-1)
+    p = p * f + F32(1.4249322787e-1)
+    p = p * f - F32(1.6668057665e-1)
+    p = p * f + F32(2.0000714765e-1)
+    p = p * f - F32(2.4999993993e-1)
+    p = p * f + F32(3.3333331174e-1)
+    y = p * f * z + k * _LN2_LO - F32(0.5) * z
+    return f + y + k * _LN2_HI
+
+
+@numba.njit(inline="always")
+def softplus32(v: float) -> float:
+    """log(1 + e^v) = max(v, 0) + log(1 + e^{−|v|}) (mamba_ssm's ``delta_softplus``)."""
+    return (v if v > F32(0.0) else F32(0.0)) + _log1p_unit(exp32(-abs(v)))
+
+
+@numba.njit(inline="always")
+def sigmoid32(v: float) -> float:
+    """1 / (1 + e^{−v}), the derivative of softplus, from e^{−|v|} ≤ 1 (never overflows)."""
+    e = exp32(-abs(v))
+    s = F32(1.0) / (F32(1.0) + e)
+    return s if v >= F32(0.0) else e * s
