@@ -15,5 +15,5 @@ class ConsoleProgressBar(RichProgressBar):
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
         if isinstance(metrics.get("train/lr"), float):  # the bar's 3 decimals would show 0.000
-            metrics["train/lr"] = f"{metrics['train/lr']:.2e}"
+            metrics["train/lr"] = f"{metrics['train/lr']:.1e}"
         return metrics
