@@ -17,6 +17,16 @@ HALF_MEAN = (0.5, 0.5, 0.5)
 HALF_STD = (0.5, 0.5, 0.5)
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """``model.dtype`` (``float32`` | ``bfloat16`` | ``float16``) as a torch dtype."""
+    if name not in DTYPES:
+        raise ConfigurationError(f"model.dtype={name!r}: choose one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
 WEIGHTS_LOADED = "_iqa_weights_loaded"
 
 

@@ -16,9 +16,8 @@ import torch.nn as nn
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from iqa.models.base import ConfigurationError, IQAModel, mark_weights_loaded
+from iqa.models.base import ConfigurationError, IQAModel, mark_weights_loaded, torch_dtype
 from iqa.models.methods.quality_readout import QualityReadout, chat_turn
-from iqa.models.methods.vp_mplug import torch_dtype
 from iqa.registry import register_model
 
 

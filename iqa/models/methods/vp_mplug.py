@@ -13,26 +13,19 @@ import torch
 import torch.nn as nn
 from transformers import AutoTokenizer, PretrainedConfig
 
-from iqa.models.base import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, ConfigurationError, IQAModel
+from iqa.models.base import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, ConfigurationError, IQAModel, torch_dtype
 from iqa.models.methods.quality_readout import QualityReadout, default_prompt, tokenize_with_image
 from iqa.models.mplug_owl2 import IMAGE_TOKEN_INDEX, load_mplug_owl2
 from iqa.registry import register_model
 
 # The official visual-prompt code normalises with ImageNet statistics; mPLUG-Owl2 was trained with CLIP's.
 NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     if name not in NORMALIZATIONS:
         raise ConfigurationError(f"model.normalize={name!r}: choose imagenet (official) or clip")
     return NORMALIZATIONS[name]
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    if name not in DTYPES:
-        raise ConfigurationError(f"model.dtype={name!r}: choose one of {', '.join(DTYPES)}")
-    return DTYPES[name]
 
 
 @register_model("vp_mplug")
