@@ -104,7 +104,8 @@ class SweepSummary(Callback):
             info = read_run_info(job) or {}
             if info.get("status") != "finished":
                 error = info.get("error") or {}
-                reason = f"{error.get('type', '')}: {error.get('message', '')}" if error else info.get("status", "no run_info.json")
+                reason = (f"{error.get('type', '')}: {error.get('message', '')}" if error
+                          else info.get("status", "no run_info.json"))
                 failed.append(f"  {job}: {reason}")
         if failed:
             print(f"{len(failed)} of {len(jobs)} jobs in {sweep} did not finish:\n" + "\n".join(failed),

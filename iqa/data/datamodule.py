@@ -100,7 +100,8 @@ class IQADataModule(L.LightningDataModule):
         if not datasets and not test_on:
             raise DatasetError("data.datasets is empty; name at least one benchmark")
         if root is not None and len(datasets) > 1:
-            raise DatasetError(f"data.root is for a single dataset; use +data.roots.<name>=<folder> for {list(datasets)}")
+            raise DatasetError(f"data.root is for a single dataset; use +data.roots.<name>=<folder> for "
+                               f"{list(datasets)}")
         roots = dict(roots or {})
         if root is not None:
             roots[(list(datasets) or list(test_on))[0]] = root

@@ -65,7 +65,7 @@ class SplitProtocol:
     def __post_init__(self) -> None:
         for key in ("test_fraction", "val_fraction"):
             if not 0.0 <= getattr(self, key) < 1.0:
-                raise ValueError(f"protocol.{key} must be in [0, 1), got {getattr(self, key)}")
+                raise ConfigurationError(f"protocol.{key} must be in [0, 1), got {getattr(self, key)}")
         if not 0.0 < self.train_fraction <= 1.0:
             raise ConfigurationError(f"protocol.train_fraction must be in (0, 1], got {self.train_fraction}")
         if self.split_index < 0:

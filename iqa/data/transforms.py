@@ -58,11 +58,11 @@ class MultiCrop:
     ) -> None:
         stage = "train" if train else "test"
         if mode not in ("random", "ten", "center") or (mode == "ten" and train):
-            raise ValueError(f"data.{stage}_crop_mode={mode!r}: choose random, center"
-                             + ("" if train else " or ten"))
+            raise ConfigurationError(f"data.{stage}_crop_mode={mode!r}: choose random, center"
+                                     + ("" if train else " or ten"))
         if mode == "center" and n_crops != 1:
-            raise ConfigurationError(f"data.{stage}_crop_mode=center takes one crop per image: set data.n_{stage}_crops=1 "
-                             f"(it is {n_crops})")
+            raise ConfigurationError(f"data.{stage}_crop_mode=center takes one crop per image: "
+                                     f"set data.n_{stage}_crops=1 (it is {n_crops})")
         if mode == "ten" and n_crops != 10:
             raise ConfigurationError(f"data.test_crop_mode='ten' needs data.n_test_crops=10, got {n_crops}")
         if crop_size is None and n_crops != 1:

@@ -45,7 +45,8 @@ class BestCheckpoint(ModelCheckpoint):
     def __init__(self, *args, every_n_train_steps: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if every_n_train_steps is not None and every_n_train_steps < 1:
-            raise ConfigurationError(f"callbacks.checkpoint.every_n_train_steps must be >= 1 or null, got {every_n_train_steps}")
+            raise ConfigurationError(
+                f"callbacks.checkpoint.every_n_train_steps must be >= 1 or null, got {every_n_train_steps}")
         self.last_every_n_train_steps = every_n_train_steps
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

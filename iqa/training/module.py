@@ -81,7 +81,8 @@ class IQAModule(L.LightningModule):
         self.test_metrics = nn.ModuleDict({name: IQAMetrics() for name in datamodule.test_names})
         if not self._counts_logged:
             self._counts_logged = True
-            log.info("parameters: %s", ", ".join(f"{k.split('/')[1]} {v:,}" for k, v in self.parameter_counts().items()))
+            counts = self.parameter_counts()
+            log.info("parameters: %s", ", ".join(f"{key.split('/')[1]} {value:,}" for key, value in counts.items()))
 
     def on_fit_start(self) -> None:
         for logger in self.loggers:

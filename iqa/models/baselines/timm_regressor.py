@@ -21,7 +21,7 @@ SWIN_NAMES = {size: f"swin_{size}_patch4_window7_224" for size in ("tiny", "smal
 
 def _choose(table: dict[str, str], size: str, key: str) -> str:
     if size not in table:
-        raise ValueError(f"{key}={size!r}: choose one of {', '.join(table)}")
+        raise ConfigurationError(f"{key}={size!r}: choose one of {', '.join(table)}")
     return table[size]
 
 

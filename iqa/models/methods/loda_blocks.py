@@ -8,6 +8,8 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from iqa.errors import ConfigurationError
 from timm.layers import Mlp
 
 
@@ -44,7 +46,7 @@ class CrossAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"latent_dim={dim} must be divisible by attention_heads={num_heads}")
+            raise ConfigurationError(f"model.latent_dim={dim} must be divisible by model.attention_heads={num_heads}")
         self.num_heads = num_heads
         self.q = nn.Linear(dim, dim, bias=False)
         self.kv = nn.Linear(dim, 2 * dim, bias=False)  # output rows: keys, then values

@@ -99,5 +99,6 @@ def _holds_model_tensors(file: Path) -> bool:
 
 def _check_keys(expected: set[str], found: set[str], folder: Path, files: list[Path]) -> None:
     KeyDiff.of(dict.fromkeys(found), dict.fromkeys(expected)).check(
-        f"checkpoint {folder} (files: {', '.join(file.name for file in files)})", "mPLUG-Owl2 built from its config.json",
+        f"checkpoint {folder} (files: {', '.join(file.name for file in files)})",
+        "mPLUG-Owl2 built from its config.json",
         "is it an official mPLUG-Owl2 (LLaMA-2) folder? (docs/weights_and_data.md#mplug-owl2)")

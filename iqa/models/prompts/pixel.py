@@ -61,7 +61,8 @@ class PaddingPrompt(PixelPrompt):
                  freeze_model: bool = True, tune_head: bool = False) -> None:
         super().__init__(image_size, mode, delta, freeze_model, tune_head)
         if not 0 < 2 * size < image_size:
-            raise ConfigurationError(f"prompt.size={size} must be in (0, {image_size // 2}) for data.crop_size={image_size}")
+            raise ConfigurationError(
+                f"prompt.size={size} must be in (0, {image_size // 2}) for data.crop_size={image_size}")
         self.size = size
         inner = image_size - 2 * size
         self.top, self.bottom = self._parameter(3, size, image_size), self._parameter(3, size, image_size)
