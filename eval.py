@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from iqa.cli import run_task
+from iqa.cli import refuse_renamed_overrides, run_task
 from iqa.experiment import evaluate
 
 
@@ -13,4 +13,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    refuse_renamed_overrides()
     main()

@@ -5,7 +5,7 @@ import math
 import hydra
 from omegaconf import DictConfig
 
-from iqa.cli import run_task
+from iqa.cli import refuse_renamed_overrides, run_task
 from iqa.experiment import train
 
 
@@ -17,4 +17,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    refuse_renamed_overrides()
     main()

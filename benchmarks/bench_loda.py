@@ -41,7 +41,7 @@ class FrozenBackbones(torch.nn.Module):
 
     def __init__(self, vit: str) -> None:
         super().__init__()
-        loda = create_model("loda", vit=vit)
+        loda = create_model("loda", size=vit)
         self.vit, self.cnn = loda.vit, loda.cnn
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -54,7 +54,7 @@ def build(setup: str, vit: str) -> torch.nn.Module:
     kind = SETUPS[setup]
     if kind == "frozen":
         return FrozenBackbones(vit)
-    return create_model("vit", size=vit) if kind == "vit" else create_model("loda", vit=vit)
+    return create_model("vit", size=vit) if kind == "vit" else create_model("loda", size=vit)
 
 
 def resident_mib() -> float:

@@ -13,7 +13,9 @@ fold), i.e. the code path before the fused scan, measured in the same interleave
 ``--profile`` adds torch.profiler's self-CPU share per op for QMamba-T (forward, fwd+bwd).
 GFLOPs are multiply-accumulates, as the papers count them: QMamba's by ``VSSM.flops``
 (fvcore's conventions plus the selective scan), the timm models' by ``torch.utils.flop_counter``
-(matmuls and convolutions; their LayerNorms add < 0.3 %). Nothing is downloaded.
+(matmuls and convolutions; their LayerNorms add < 0.3 %). Nothing is downloaded. As every entry point,
+the benchmark keeps freed memory in glibc's heap (:func:`iqa.runtime.keep_freed_memory`; set
+``IQA_KEEP_FREED_MEMORY=0`` to measure without).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from iqa.registry import create_model
+from iqa.runtime import keep_freed_memory
 
 TABLE_1 = {  # QMamba paper, Table 1: parameters (M), GFLOPs
     ("tiny", "cross"): (27.99, 4.47), ("small", "cross"): (49.37, 8.71), ("base", "cross"): (87.53, 15.35),
@@ -112,6 +115,7 @@ def main() -> None:
     parser.add_argument("--no-before", dest="before", action="store_false", help="skip the unfused SS2D rows")
     parser.add_argument("--profile", action="store_true", help="self-CPU share per op of QMamba-T")
     args = parser.parse_args()
+    kept = keep_freed_memory()  # as every entry point: LQMamba's (B, K, D, H·W) stage-1 outputs are 77 MB
     torch.set_num_threads(args.threads)
     try:
         import numba
@@ -143,7 +147,8 @@ def main() -> None:
                               args.repeats, args.device, args.backward)
     print(f"\nBatch {args.batch}, 224², {args.device}, {torch.get_num_threads()} threads, scan backend "
           f"{args.scan_backend}, torch {torch.__version__}; load average (1, 5, 15 min) before "
-          f"{load_before[0]:.1f} {load_before[1]:.1f} {load_before[2]:.1f}, after {os.getloadavg()[0]:.1f}\n")
+          f"{load_before[0]:.1f} {load_before[1]:.1f} {load_before[2]:.1f}, after {os.getloadavg()[0]:.1f}; glibc keeps "
+          f"freed memory: {kept}\n")
     print("| model | pass | params (M) | GFLOPs | images / s | × ViT-S/16 | × Swin-T | × before |\n"
           "|---|---|---|---|---|---|---|---|")
     for (label, name), rate in speed.items():

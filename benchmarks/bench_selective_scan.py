@@ -62,7 +62,7 @@ def fused_cross_scan(x: dict, groups: int, rank: int) -> tuple[Callable[[], torc
     """SS2D's fused CPU scan on a square map of dim / groups channels (VMamba's cross-scan paths,
     directions summed), Δ from a rank-``rank`` projection inside the kernel; A, D, delta_bias
     from ``x``. Returns the scan and the sequential reference's output in the same layout."""
-    from iqa.models.backbones.vmamba import CrossScan
+    from iqa.models.backbones.scans import CrossScan
     from iqa.ops.scan_cross_numba import directional_scan_numba
 
     batch, dim, length = x["u"].shape

@@ -3,7 +3,7 @@
     python benchmarks/bench_vp_mplug.py [--batch 4 32] [--repeats 5] [--threads 2]
 
 One step = padding prompt (30 px scaled to the tiny 28² tower: 4 px) → normalisation → frozen
-mPLUG-Owl2 (tests/tiny_vlms.py configuration) → rating-word readout → MSE → backward to the
+mPLUG-Owl2 (iqa/models/tiny_vlms.py configuration) → rating-word readout → MSE → backward to the
 prompt → SGD. Prints a Markdown table of median milliseconds per step, with and without gradient
 checkpointing. The 7B-shaped GPU numbers are benchmarks/bench_mplug_owl2.py's (docs/mplug_owl2.md).
 """
@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from iqa.models.pipeline import ScoringPipeline  # noqa: E402
-from iqa.models.prompts import PaddingPrompt  # noqa: E402
-from iqa.registry import create_model  # noqa: E402
-from tests.tiny_vlms import save_tiny_mplug_owl2  # noqa: E402
+from iqa.models.pipeline import ScoringPipeline
+from iqa.models.prompts import PaddingPrompt
+from iqa.models.tiny_vlms import save_tiny_mplug_owl2
+from iqa.registry import create_model
 
 
 def step_ms(pipeline: ScoringPipeline, batch: int, repeats: int) -> float:
@@ -54,9 +52,9 @@ def main() -> None:
         print("|---|---|---|---|")
         for batch in args.batch:
             for checkpointing in (False, True):
-                model = create_model("vp_mplug", checkpoint=str(checkpoint), dtype="float32",
+                model = create_model("vp_mplug", hf_folder=str(checkpoint), dtype="float32",
                                      gradient_checkpointing=checkpointing)
-                pipeline = ScoringPipeline(model, PaddingPrompt(image_size=28, size=4), input_size=28).train()
+                pipeline = ScoringPipeline(model, PaddingPrompt(size=4), input_size=28).train()
                 ms = step_ms(pipeline, batch, args.repeats)
                 print(f"| {batch} | {'on' if checkpointing else 'off'} | {ms:.1f} | {1000 * batch / ms:.0f} |")
 

@@ -41,14 +41,14 @@ FULL = {"device": "cuda", "repeats": 5, "scan": (1, 4 * 192, 56 * 56, 1, 4), "ba
         "models": {"QMamba-T": ("qmamba", {}), "QMamba-T, torch scan": ("qmamba", {"scan_backend": "torch"}),
                    "LQMamba-T": ("qmamba", {"scan": "local"}), "ViT-S/16": ("vit", {"size": "small"}),
                    "Swin-T": ("swin", {"size": "tiny"})},
-        "loda": {"LoDa ViT-B": ("loda", {"vit": "base"}), "ViT-B/16, full fine-tuning": ("vit", {"size": "base"})},
+        "loda": {"LoDa ViT-B": ("loda", {"size": "base"}), "ViT-B/16, full fine-tuning": ("vit", {"size": "base"})},
         "vp_batches": (4, 32),
         "eval": (["resnet50", "vit", "swin", "qmamba"], 224, 8), "loader": ((0, 8), 224)}
 TINY_QMAMBA = {"depths": [1, 1, 1, 1], "dims": 16}
 TINY = {"device": "cpu", "repeats": 1, "scan": (1, 8, 64, 1, 4), "batch": 2, "image": 32,
         "models": {"LQMamba-T": ("qmamba", {"scan": "local", **TINY_QMAMBA}),
                    "ViT-S/16": ("vit", {"size": "tiny", "img_size": 32})},
-        "loda": {"LoDa ViT-B": ("loda", {"vit": "tiny", "vit_depth": 2, "cnn": "resnet18"})},
+        "loda": {"LoDa ViT-B": ("loda", {"size": "tiny", "vit_depth": 2, "cnn": "resnet18"})},
         "vp_batches": (2,), "eval": (["cnniqa"], 32, 2), "loader": ((0,), 32)}
 
 
@@ -174,12 +174,12 @@ def loda_section(s: dict) -> list[dict]:
 
 def vp_section(s: dict) -> list[dict]:
     """Padding-prompt SGD steps through a frozen mPLUG-Owl2: the 7B's shapes (random, bf16) on
-    CUDA, tests/tiny_vlms.py's tiny model in the smoke run."""
+    CUDA, iqa/models/tiny_vlms.py's tiny model in the smoke run."""
     from benchmarks.bench_mplug_owl2 import median_ms, random_7b
     from iqa.models.methods import vp_mplug
     from iqa.models.pipeline import ScoringPipeline
     from iqa.models.prompts import PaddingPrompt
-    from tests.tiny_vlms import save_tiny_mplug_owl2, save_word_tokenizer
+    from iqa.models.tiny_vlms import save_tiny_mplug_owl2, save_word_tokenizer
 
     device, rows = s["device"], []
     with tempfile.TemporaryDirectory() as folder:
@@ -195,7 +195,7 @@ def vp_section(s: dict) -> list[dict]:
         else:
             shape, side, border = "tiny", 28, 4
             model = vp_mplug.VisualPromptMplugOwl2(str(save_tiny_mplug_owl2(Path(folder))), dtype="float32")
-    pipeline = ScoringPipeline(model, PaddingPrompt(image_size=side, size=border), input_size=side).to(device).train()
+    pipeline = ScoringPipeline(model, PaddingPrompt(size=border), input_size=side).to(device).train()
     optimizer = torch.optim.SGD([p for p in pipeline.parameters() if p.requires_grad], lr=60)
     for batch in s["vp_batches"]:
         for checkpointing in (False, True):

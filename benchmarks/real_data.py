@@ -50,7 +50,7 @@ def loader_images_per_second(data_root: Path, workers: int, batches: int) -> flo
     from iqa.data.datamodule import IQADataModule
     from iqa.data.protocol import SplitProtocol
 
-    datamodule = IQADataModule(["biq2021"], str(data_root.parent), SplitProtocol(), root=str(data_root),
+    datamodule = IQADataModule(["biq2021"], str(data_root.parent), SplitProtocol(), roots={"biq2021": str(data_root)},
                                crop_size=224, batch_size=32, num_workers=workers)
     datamodule.setup("fit")
     loader = iter(datamodule.train_dataloader())
@@ -82,7 +82,7 @@ def model_train_images_per_second(steps: int = 5, batch: int = 32) -> float:
 
 def train_run(name: str, data_root: Path, out: Path, train_batches: int, val_batches: int) -> dict:
     run_dir = out / name
-    command = [sys.executable, "train.py", *RUNS[name], "data=biq2021", f"data.root={data_root}",
+    command = [sys.executable, "train.py", *RUNS[name], "data=biq2021", f"data.roots.biq2021={data_root}",
                f"trainer.limit_train_batches={train_batches}", f"trainer.limit_val_batches={val_batches}",
                "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}"]
     start = time.perf_counter()

@@ -3,7 +3,8 @@ parts (from their pretrained sources), the checkpoint supplies the trained tenso
 
 A checkpoint is data, never code: files are read with ``torch.load(weights_only=True)``
 (tensors and plain containers only), and the config inside may only build this project's
-own model, data and spec classes (:func:`check_config_targets`).
+own model, data and spec classes (:func:`check_config_targets`). A config stored before a key
+was renamed is upgraded first (:mod:`iqa.config_renames`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hydra._internal.utils import _locate  # the resolver instantiate itself use
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from iqa.config_renames import upgrade_stored_config
 from iqa.models.weights import (
     CheckpointError,
     UnreadableCheckpointError,
@@ -94,9 +96,10 @@ def instantiate_checkpoint_config(config: Any, path: str | Path) -> Any:
 
 
 def load_module(path: str | Path) -> tuple[IQAModule, dict]:
-    """The trained :class:`IQAModule` (eval mode) and the resolved config it was trained with."""
+    """The trained :class:`IQAModule` (eval mode) and the resolved config it was trained with
+    (old keys renamed)."""
     checkpoint = read_checkpoint(path)
-    config = checkpoint["iqa_config"]
+    config = upgrade_stored_config(checkpoint["iqa_config"])
     module: IQAModule = instantiate_checkpoint_config(config["module"], path)
     module.load_state_dict(checkpoint["state_dict"])
     module.run_config = config

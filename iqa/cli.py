@@ -1,6 +1,8 @@
 """What the entry points do around their task: a quiet console, user errors on one screen, and
 sweeps that go past a failed job and name it at the end.
 
+* A renamed config key or option on the command line (:mod:`iqa.config_renames`) is refused
+  before Hydra composes, naming the new key (:func:`refuse_renamed_overrides`).
 * A :class:`~iqa.errors.UserError` (a config value, a data file, weights, a run folder; also
   when Hydra's ``instantiate`` wrapped it) prints its message and the doc that explains the
   fix, without a traceback, and exits with its code (2; 1 for a diverged run).
@@ -28,7 +30,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from iqa.errors import UserError, user_error_in
+from iqa.config_renames import check_overrides
+from iqa.errors import ConfigurationError, UserError, user_error_in
 from iqa.provenance import read_run_info
 from iqa.runtime import keep_freed_memory
 
@@ -63,6 +66,18 @@ def format_user_error(error: UserError) -> str:
         lines.append(f"See {error.doc}.")
     lines.append(TRACEBACK_HINT)
     return "\n".join(lines)
+
+
+def refuse_renamed_overrides() -> None:
+    """Exit (code 2) naming the new key when ``sys.argv`` uses a renamed one, as a user error."""
+    overrides = sys.argv[1:]
+    try:
+        check_overrides(overrides)
+    except ConfigurationError as error:
+        if "debug=true" in overrides or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(format_user_error(error), file=sys.stderr, flush=True)
+        raise SystemExit(error.exit_code) from None
 
 
 def _debugging(cfg: DictConfig) -> bool:

@@ -22,11 +22,12 @@ from rich.progress import track
 from iqa.atomic import atomic_write_text
 from iqa.checkpoint import instantiate_checkpoint_config, load_module
 from iqa.contact_sheet import write_contact_sheets
+from iqa.data.image_io import find_images
 from iqa.errors import ConfigurationError, user_error_in
 from iqa.provenance import update_status, write_run_info
 from iqa.results_table import print_results_table
 from iqa.run_folder import is_first_process, refuse_if_taken, resumed_config
-from iqa.scorer import Scorer, find_images, load_scorer
+from iqa.scorer import Scorer, load_scorer
 from iqa.training.callbacks import RNGStateCallback, StopOnDivergence, TestReport
 from iqa.training.checkpoint_io import SafeCheckpointIO
 from iqa.training.loggers import FinishLoggers, build_loggers
@@ -149,7 +150,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float] | Path:
 def _evaluate(cfg: DictConfig, output_dir: Path) -> dict[str, float] | Path:
     if not cfg.get("ckpt_path") and cfg.get("model") is None:
         raise ConfigurationError("eval.py needs ckpt_path=<run>/checkpoints/best.ckpt, or model=vp_mplug|vp_mllm "
-                                 "model.checkpoint=<folder> to score zero-shot")
+                                 "model.hf_folder=<folder> to score zero-shot")
     datamodule = None
     if cfg.get("data") is not None and not cfg.get("images"):
         datamodule = instantiate(cfg.data, datasets=[], test_on=list(cfg.data.datasets))

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from iqa.jsonio import write_json
+from iqa.run_folder import is_first_process
 
 RUN_INFO = "run_info.json"
 PACKAGES = ("torch", "lightning", "timm", "torchmetrics", "hydra-core", "numpy", "iqa")
@@ -36,9 +37,7 @@ Status = Literal["running", "finished", "failed"]
 def _rank_zero() -> bool:
     """Global rank 0: Lightning's rank once known, and the launcher's environment before
     (a second node also starts as Lightning's rank 0)."""
-    from lightning.pytorch.utilities import rank_zero_only
-
-    from iqa.run_folder import is_first_process
+    from lightning.pytorch.utilities import rank_zero_only  # lightning is slow to import; report.py never needs it
 
     return getattr(rank_zero_only, "rank", 0) == 0 and is_first_process()
 

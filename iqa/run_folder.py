@@ -21,11 +21,12 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from iqa.config_renames import upgrade_stored_config
 from iqa.errors import UserError
 
 LATEST = "latest"
 RESULT_FILES = ("metrics.json", "run_info.json", "resolved_config.yaml")
-RESUME_SAFE_KEYS = ("data.num_workers", "paths.data_dir", "data.root", "data.roots", "data.cache_dir",
+RESUME_SAFE_KEYS = ("data.num_workers", "paths.data_dir", "data.roots", "data.cache_dir",
                     "callbacks.progress_bar", "logger", "trainer.enable_progress_bar", "debug")
 
 
@@ -171,6 +172,7 @@ def resumed_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     old_dir = str(original.paths.output_dir)
     if Path(old_dir).resolve() != run_dir:  # the folder was moved: its own paths move with it
         original = OmegaConf.create(text.replace(old_dir, str(run_dir)))
+    original = OmegaConf.create(upgrade_stored_config(OmegaConf.to_container(original)))  # keys renamed since
     for key in (_override_key(o) for o in overrides):
         if key == "resume" or key.startswith("hydra."):
             continue

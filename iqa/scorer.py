@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from glob import glob
 from pathlib import Path
 
 import numpy as np
@@ -14,20 +13,7 @@ from iqa.checkpoint import load_module
 from iqa.data.image_io import DEFAULT_MAX_PIXELS, CorruptImageError, _to_rgb, read_rgb, resize_shorter
 from iqa.data.transforms import MultiCrop
 
-IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"}
 ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
-
-
-def find_images(images: str | Path) -> list[Path]:
-    """Files of a folder (recursively) or of a glob pattern, sorted."""
-    pattern = str(images)
-    if Path(pattern).is_dir():
-        paths = [p for p in Path(pattern).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
-    else:
-        paths = [Path(p) for p in glob(pattern, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES]
-    if not paths:
-        raise FileNotFoundError(f"no images found at {images!r}; pass a folder or a glob such as 'photos/*.jpg'")
-    return sorted(paths)
 
 
 def _unit_to_uint8(values: np.ndarray, what: str) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Zero-shot scoring: a frozen multimodal LLM that reads quality from the logits of its rating
 words (``model=vp_mplug`` / ``vp_mllm``, Q-Align-style) scores images without any training —
 the baseline a visual prompt is compared against (``python eval.py model=vp_mplug
-model.checkpoint=<folder> prompt=none images=... | data=...``)."""
+model.hf_folder=<folder> prompt=none images=... | data=...``)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def zero_shot_module(cfg: DictConfig) -> IQAModule:
     """The configured ``model`` (and ``prompt``, usually none) in an :class:`IQAModule`
     for testing, refused unless the model reads quality without a trained head."""
     model = instantiate(cfg.model)
-    if not getattr(model, "scores_without_training", False):
+    if not model.scores_without_training:
         raise ConfigurationError(
             f"model={type(model).__name__} has a new regression head and scores nothing before training; "
             "zero-shot scoring needs a model that reads quality from rating words (model=vp_mplug or vp_mllm), "

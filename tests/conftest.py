@@ -64,8 +64,8 @@ def compose_train(tmp_path, data_dir):
 
 @pytest.fixture(scope="session")
 def tiny_vlm_dir(tmp_path_factory) -> Path:
-    """Tiny random vision-language models saved as local folders (see tests/tiny_vlms.py)."""
-    from tests.tiny_vlms import save_tiny_llava, save_tiny_mplug_owl2
+    """Tiny random vision-language models saved as local folders (see iqa/models/tiny_vlms.py)."""
+    from iqa.models.tiny_vlms import save_tiny_llava, save_tiny_mplug_owl2
 
     root = tmp_path_factory.mktemp("vlms")
     save_tiny_mplug_owl2(root / "mplug_owl2")

@@ -62,7 +62,7 @@ def mini(tmp_path, mini_source) -> Path:
 
 
 def mini_overrides(root: Path) -> list[str]:
-    return [f"data.root={root}", f"+data.meta_files.synthetic={root / 'meta.csv'}"]
+    return [f"data.roots.synthetic={root}", f"+data.meta_files.synthetic={root / 'meta.csv'}"]
 
 
 def truncate(path: Path) -> None:

@@ -87,9 +87,9 @@ def test_image_listed_twice_is_refused(biq_root):
 
 def _test_names(biq_root: Path, tmp_path: Path, *overrides: str) -> set[str]:
     """The test part of the split that ``data=biq2021`` and the protocol overrides compose to."""
-    cfg = compose_config("train", TINY_RUN + ["data=biq2021", f"data.root={biq_root}", *overrides],
+    cfg = compose_config("train", TINY_RUN + ["data=biq2021", f"data.roots.biq2021={biq_root}", *overrides],
                          tmp_path / "run", tmp_path)
-    records = build_description(cfg.data.datasets[0], cfg.data.data_dir, cfg.data.root).records()
+    records = build_description(cfg.data.datasets[0], cfg.data.data_dir, cfg.data.roots.biq2021).records()
     split = instantiate(cfg.data.protocol).split(records)
     assert (len(split.train), len(split.val), len(split.test)) == (22, 2, 6)
     return {records[i].path.name for i in split.test}
@@ -105,7 +105,7 @@ def test_random_splits_when_the_official_split_is_off(biq_root, tmp_path):
 
 def test_fast_dev_run_on_biq2021(biq_root, tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="iqa.data.datasets.biq2021")
-    cfg = compose_config("train", TINY_RUN + ["data=biq2021", f"data.root={biq_root}", "trainer.fast_dev_run=true",
+    cfg = compose_config("train", TINY_RUN + ["data=biq2021", f"data.roots.biq2021={biq_root}", "trainer.fast_dev_run=true",
                                               "data.batch_size=4", "data.eval_batch_size=4"],
                          tmp_path / "run", tmp_path)
     results = train(cfg)

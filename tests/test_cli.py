@@ -15,10 +15,10 @@ import pytest
 import torch.nn as nn
 from hydra.errors import InstantiationException
 
+from iqa import create_model
 from iqa.cli import format_user_error
 from iqa.errors import ConfigurationError, UserError, user_error_in
 from iqa.experiment import evaluate
-from iqa import create_model
 from iqa.models.pipeline import ScoringPipeline
 from iqa.models.prompts import PaddingPrompt
 from tests.conftest import ROOT, TINY_RUN, compose_config
@@ -100,7 +100,7 @@ def test_eval_without_a_checkpoint_or_a_zero_shot_model_says_what_to_pass(tmp_pa
 
 def test_a_frozen_mllm_scores_images_zero_shot(tmp_path, data_dir, tiny_vlm_dir):
     images = sorted((data_dir / "synthetic" / "images").glob("*_a.png"))[:3]
-    cfg = compose_config("eval", ["model=vp_mplug", f"model.checkpoint={tiny_vlm_dir / 'mplug_owl2'}",
+    cfg = compose_config("eval", ["model=vp_mplug", f"model.hf_folder={tiny_vlm_dir / 'mplug_owl2'}",
                                   "model.dtype=float32", "prompt=none", f"images='{images[0].parent}/*_a.png'"],
                          tmp_path / "eval", data_dir)
     with open(evaluate(cfg), newline="") as handle:
@@ -111,11 +111,11 @@ def test_a_frozen_mllm_scores_images_zero_shot(tmp_path, data_dir, tiny_vlm_dir)
 
 def test_a_prompt_on_a_random_frozen_model_warns_and_on_a_zero_head_is_refused(caplog):
     with caplog.at_level(logging.WARNING):
-        ScoringPipeline(create_model("cnniqa"), PaddingPrompt(32, size=4), input_size=32)
+        ScoringPipeline(create_model("cnniqa"), PaddingPrompt(size=4), input_size=32)
     assert "frozen parameters are randomly initialised" in caplog.text and "model.pretrained" in caplog.text
     with pytest.raises(ConfigurationError, match="prompt.tune_head=true"):
-        ScoringPipeline(create_model("resnet18"), PaddingPrompt(32, size=4), input_size=32)
-    tuned = ScoringPipeline(create_model("resnet18"), PaddingPrompt(32, size=4, tune_head=True), input_size=32)
+        ScoringPipeline(create_model("resnet18"), PaddingPrompt(size=4), input_size=32)
+    tuned = ScoringPipeline(create_model("resnet18"), PaddingPrompt(size=4, tune_head=True), input_size=32)
     trainable = {name.split(".")[0] for name, p in tuned.named_parameters() if p.requires_grad}
     assert trainable == {"model", "prompt"} and isinstance(tuned.model.head[-1], nn.Linear)
     assert all(p.requires_grad for p in tuned.model.head.parameters())

@@ -125,11 +125,26 @@ def test_training_set_draws_from_both_datasets_with_their_own_labels(data_dir, s
     assert indices == list(range(len(datamodule.train_set)))  # an epoch visits every image of both parts
 
 
-def test_one_root_for_two_datasets_is_refused(data_dir, second_root):
-    from iqa.data.datasets import DatasetError
+def test_a_root_of_a_dataset_the_run_does_not_use_is_refused(data_dir, second_root):
+    from iqa.errors import ConfigurationError
 
-    with pytest.raises(DatasetError, match=r"data\.roots\.<name>"):
-        IQADataModule(["synthetic", SECOND], str(data_dir), SplitProtocol(), root=str(second_root))
+    with pytest.raises(ConfigurationError, match=rf"data\.roots\.koniq=/x: this run does not use koniq; it uses "
+                                                 rf"synthetic, {SECOND} \(data\.datasets and data\.test_on\)"):
+        IQADataModule(["synthetic"], str(data_dir), SplitProtocol(), roots={"koniq": "/x"}, test_on=[SECOND])
+    datamodule = IQADataModule(["synthetic"], str(data_dir), SplitProtocol(), test_on=[SECOND],
+                               roots={SECOND: str(second_root), "koniq": None})  # null: no folder given
+    assert datamodule.description(SECOND).root == second_root
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "data").glob("*.yaml")))
+def test_every_data_option_lists_its_own_roots(tmp_path, option):
+    """``data.roots.<name>=`` needs no ``+`` for the datasets of the chosen ``data=``."""
+    from tests.conftest import compose_config
+
+    datasets = compose_config("train", [f"data={option}"], tmp_path / "run", tmp_path).data.datasets
+    overrides = [f"data={option}", *(f"data.roots.{name}=/x/{name}" for name in datasets)]
+    cfg = compose_config("train", overrides, tmp_path / "run", tmp_path)
+    assert dict(cfg.data.roots) == {name: f"/x/{name}" for name in datasets}
 
 
 # --- a tiny real training run -----------------------------------------------------------------

@@ -351,11 +351,11 @@ def test_labels_normalise_to_unit_range_higher_is_better(tmp_path, name):
     root = built(tmp_path, name)
     description = build_description(name, tmp_path, root=root)
     best, worst = BEST_AND_WORST[name]
-    assert description.normalise(best) == pytest.approx(1.0) and description.normalise(worst) == pytest.approx(0.0)
+    assert description.normalize(best) == pytest.approx(1.0) and description.normalize(worst) == pytest.approx(0.0)
     for record in description.records():
         assert record.path.is_file()
-        label = description.normalise(record.mos)
-        assert 0.0 <= label <= 1.0 and description.denormalise(label) == pytest.approx(record.mos)
+        label = description.normalize(record.mos)
+        assert 0.0 <= label <= 1.0 and description.denormalize(label) == pytest.approx(record.mos)
 
 
 def test_default_folders_under_the_data_dir(tmp_path):
@@ -373,7 +373,7 @@ def test_default_folders_under_the_data_dir(tmp_path):
 
 
 def test_missing_and_empty_root(tmp_path):
-    with pytest.raises(DatasetError, match=r"kadid10k does not exist.*data.root.*kadid10k/"):
+    with pytest.raises(DatasetError, match=r"kadid10k does not exist.*data\.roots\.kadid.*kadid10k/"):
         build_description("kadid", tmp_path).records()
     (tmp_path / "kadid10k").mkdir()
     with pytest.raises(DatasetError, match="kadid10k is empty"):
@@ -424,7 +424,7 @@ def test_mos_out_of_range_or_not_a_number(tmp_path):
 
 def test_pyiqa_meta_csv_both_forms(tmp_path):
     """pyiqa's own headers: KADID's ``ref_name,dist_name,dmos,std``, KonIQ's ``img_name,mos,std,split,…``;
-    their paths are relative to pyiqa's ``dataroot_target``, so that folder is ``data.root``."""
+    their paths are relative to pyiqa's ``dataroot_target``, so that folder is ``data.roots.<name>``."""
     kadid = built(tmp_path, "kadid") / "images"
     write(tmp_path / "meta_info_KADID10kDataset.csv", "ref_name,dist_name,dmos,std\n"
           "I01.png,I01_01_01.png,4.57,0.496\nI02.png,I02_10_03.png,3.0,0.7\n")

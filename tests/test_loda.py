@@ -49,7 +49,7 @@ def features_of(model: LoDa, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
 def test_reproduces_the_official_model():
     golden = load_file(LODA_FIXTURE / "io.safetensors")
     model = create_model("loda", vit_embed_dim=64, vit_depth=2, vit_num_heads=2, cnn="resnet10t", latent_dim=32,
-                         checkpoint=str(LODA_FIXTURE / "state_dict.safetensors")).eval()
+                         weights=str(LODA_FIXTURE / "state_dict.safetensors")).eval()
     ours = features_of(model, golden["input"])
     assert set(golden) - {"input"} == set(ours)
     torch.testing.assert_close(ours.pop("output"), golden["output"], atol=1e-5, rtol=0)
@@ -60,7 +60,8 @@ def test_reproduces_the_official_model():
 @needs_fixture
 def test_default_model_matches_the_official_manifest():
     manifest = json.loads((LODA_FIXTURE / "keys_shapes.json").read_text())
-    model = LoDa()  # ViT-B/16 + ResNet-50, random init
+    with torch.device("meta"):  # shapes only: no 118M random values to draw
+        model = LoDa()  # ViT-B/16 + ResNet-50
     assert sum(p.numel() for p in model.parameters()) == manifest["counts"]["total_parameters"] == 118_234_176
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 8_927_488
     expected = {e["key"]: (tuple(e["shape"]), e["requires_grad"]) for e in manifest["state_dict"]}
@@ -135,12 +136,12 @@ def test_pretrained_weights_from_a_local_file_and_a_clear_error_without_them(tmp
         tiny_loda(pretrained="augreg2_in21k_ft_in1k")
 
 
-def test_checkpoint_of_another_configuration_is_rejected():
+def test_weights_of_another_configuration_are_rejected():
     other = tiny_loda(latent_dim=8)
     state = {official_key(k): v for k, v in other.state_dict().items()}
     with pytest.raises(WeightsMismatchError, match="of another shape"):
-        tiny_loda(checkpoint=state)
-    same = tiny_loda(latent_dim=8, checkpoint=state).eval()
+        tiny_loda(weights=state)
+    same = tiny_loda(latent_dim=8, weights=state).eval()
     inputs = images(1)
     with torch.no_grad():
         torch.testing.assert_close(same(inputs), other.eval()(inputs), atol=0, rtol=0)
@@ -149,7 +150,7 @@ def test_checkpoint_of_another_configuration_is_rejected():
 def test_extractor_only_ablation_appends_distortion_tokens():
     """Table 7's "ViT + extractor": no injectors; the projected tokens join the sequence."""
     torch.manual_seed(0)
-    model = create_model("loda", vit="tiny", vit_depth=2, cnn="resnet10t", latent_dim=16, injection="tokens")
+    model = create_model("loda", size="tiny", vit_depth=2, cnn="resnet10t", latent_dim=16, injection="tokens")
     trainable = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"extractor", "token_projection", "head"}
     images = torch.randn(2, 3, 224, 224, requires_grad=True)
@@ -157,13 +158,13 @@ def test_extractor_only_ablation_appends_distortion_tokens():
     scores.sum().backward()
     assert scores.shape == (2,) and model.token_projection.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="model.injection"):
-        create_model("loda", vit="tiny", vit_depth=1, cnn="resnet10t", injection="concat")
+        create_model("loda", size="tiny", vit_depth=1, cnn="resnet10t", injection="concat")
 
 
 def test_official_recipe_preset_runs(compose_train):
     from iqa.experiment import train
 
-    cfg = compose_train("experiment=loda", "model=loda", "model.vit=tiny", "model.vit_depth=1", "model.cnn=resnet10t",
+    cfg = compose_train("experiment=loda", "model=loda", "model.size=tiny", "model.vit_depth=1", "model.cnn=resnet10t",
                         "model.latent_dim=16", "data=synthetic", "data.crop_size=224", "data.resize_shorter=224",
                         "data.n_test_crops=1", "data.batch_size=2", "data.eval_batch_size=2", "trainer=cpu",
                         "trainer.precision=32-true", "trainer.fast_dev_run=true")

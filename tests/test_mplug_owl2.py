@@ -17,9 +17,9 @@ from iqa.models.mplug_owl2 import (
     MplugOwl2ForCausalLM,
     load_mplug_owl2,
 )
+from iqa.models.tiny_vlms import MPLUG_CONFIG
 from iqa.models.weights import WeightsMismatchError
 from tests.conftest import FIXTURES
-from tests.tiny_vlms import MPLUG_CONFIG
 
 FIXTURE = FIXTURES / "mplug_owl2_tiny"
 needs_fixture = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"golden fixture {FIXTURE} is absent")

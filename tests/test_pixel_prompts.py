@@ -21,6 +21,26 @@ N = 16  # crop side (W = H = N)
 S = 3  # prompt size
 
 
+class TinyModel(IQAModel):
+    """A 'pretrained' model with a ``head`` that does not start at zero."""
+
+    def __init__(self) -> None:
+        super().__init__(fixed_input_size=None)
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                  nn.Flatten())
+        self.head = nn.Sequential(nn.Dropout(0.5), nn.Linear(4, 1))
+        mark_weights_loaded(self)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(images)).squeeze(-1)
+
+
+def bound(prompt: PixelPrompt, size: int = N) -> PixelPrompt:
+    """``prompt`` built for ``size``² crops, as ScoringPipeline does."""
+    prompt.bind(TinyModel(), size)
+    return prompt
+
+
 def set_prompt_value(prompt: PixelPrompt, value: float) -> PixelPrompt:
     """Make ``delta · tanh(p) == value`` for every prompt parameter."""
     with torch.no_grad():
@@ -52,10 +72,10 @@ def changed(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
 
 
 PROMPTS = {
-    "padding": (lambda **kw: PaddingPrompt(N, size=S, **kw), border_mask()),
-    "patch_center": (lambda **kw: PatchPrompt(N, size=S, **kw), window_mask((N - S) // 2, S)),
-    "patch_top_left": (lambda **kw: PatchPrompt(N, size=S, position="top_left", **kw), window_mask(0, S)),
-    "overlay": (lambda **kw: OverlayPrompt(N, **kw), torch.ones(N, N, dtype=torch.bool)),
+    "padding": (lambda **kw: bound(PaddingPrompt(size=S, **kw)), border_mask()),
+    "patch_center": (lambda **kw: bound(PatchPrompt(size=S, **kw)), window_mask((N - S) // 2, S)),
+    "patch_top_left": (lambda **kw: bound(PatchPrompt(size=S, position="top_left", **kw)), window_mask(0, S)),
+    "overlay": (lambda **kw: bound(OverlayPrompt(**kw)), torch.ones(N, N, dtype=torch.bool)),
 }
 
 
@@ -94,7 +114,7 @@ def test_mul_scales_the_region_and_zeroes_every_pixel_outside_it(kind):
 
 
 def test_padding_border_has_the_configured_width_on_every_side():
-    prompt = set_prompt_value(PaddingPrompt(N, size=S), 0.25)
+    prompt = set_prompt_value(bound(PaddingPrompt(size=S)), 0.25)
     out = prompt(grey(0.5))[0, 0]
     for line in (out[:S], out[-S:], out[:, :S], out[:, -S:]):  # top, bottom, left, right strips
         assert torch.allclose(line, torch.full_like(line, 0.75))
@@ -104,7 +124,7 @@ def test_padding_border_has_the_configured_width_on_every_side():
 
 
 def test_padding_strips_map_to_their_sides():
-    prompt = PaddingPrompt(N, size=S)
+    prompt = bound(PaddingPrompt(size=S))
     values = {"top": 0.1, "bottom": 0.2, "left": 0.3, "right": 0.4}
     with torch.no_grad():
         for name, value in values.items():
@@ -117,18 +137,18 @@ def test_padding_strips_map_to_their_sides():
 
 
 def test_patch_position_center_vs_top_left():
-    center, corner = PatchPrompt(N, size=4), PatchPrompt(N, size=4, position="top_left")
+    center, corner = bound(PatchPrompt(size=4)), bound(PatchPrompt(size=4, position="top_left"))
     assert center.offset == (N - 4) // 2 == 6 and corner.offset == 0
     for prompt in (center, corner):
         set_prompt_value(prompt, 0.3)
     assert torch.equal(center.prompt_image()[0] != 0, window_mask(6, 4))
     assert torch.equal(corner.prompt_image()[0] != 0, window_mask(0, 4))
-    odd = PatchPrompt(15, size=4)  # an odd margin puts the extra pixel after the patch
+    odd = bound(PatchPrompt(size=4), 15)  # an odd margin puts the extra pixel after the patch
     assert odd.offset == 5
 
 
 def test_patch_can_cover_the_whole_image():
-    prompt = set_prompt_value(PatchPrompt(N, size=N), 0.2)
+    prompt = set_prompt_value(bound(PatchPrompt(size=N)), 0.2)
     assert prompt.offset == 0 and torch.allclose(prompt.prompt_image(), torch.tensor(0.2))
 
 
@@ -136,25 +156,25 @@ def test_patch_can_cover_the_whole_image():
 
 @pytest.mark.parametrize("size, width", [(16, 3), (32, 4), (224, 30), (448, 30)])
 def test_padding_parameter_count_is_3_2S_W_plus_H_minus_2S(size, width):
-    count = sum(p.numel() for p in PaddingPrompt(size, size=width).parameters())
+    count = sum(p.numel() for p in bound(PaddingPrompt(size=width), size).parameters())
     assert count == 3 * 2 * width * (size + size - 2 * width)
     assert count == border_mask(size, width).sum() * 3  # one value per border pixel and channel
 
 
 @pytest.mark.parametrize("size, side", [(16, 3), (32, 32), (224, 30)])
 def test_patch_parameter_count_is_3_S_squared(size, side):
-    assert sum(p.numel() for p in PatchPrompt(size, size=side).parameters()) == 3 * side ** 2
+    assert sum(p.numel() for p in bound(PatchPrompt(size=side), size).parameters()) == 3 * side ** 2
 
 
 @pytest.mark.parametrize("size", [16, 28, 448])
 def test_overlay_parameter_count_is_3_H_W(size):
-    assert sum(p.numel() for p in OverlayPrompt(size).parameters()) == 3 * size * size
+    assert sum(p.numel() for p in bound(OverlayPrompt(), size).parameters()) == 3 * size * size
     if size == 448:
         assert 3 * size * size == 602_112  # the figure quoted in the docstring
 
 
 def test_initial_prompt_is_small_and_random():
-    prompt = OverlayPrompt(N)
+    prompt = bound(OverlayPrompt())
     canvas = prompt.prompt_image()
     assert canvas.abs().max() < 0.1 and canvas.std() > 0  # delta · tanh(N(0, 0.01²))
 
@@ -163,7 +183,7 @@ def test_initial_prompt_is_small_and_random():
 
 @pytest.mark.parametrize("mode", ["add", "mul"])
 def test_prompted_images_are_clamped_to_the_unit_interval(mode):
-    prompt = set_prompt_value(OverlayPrompt(N, mode=mode, delta=3.0), 2.5 if mode == "mul" else 0.9)
+    prompt = set_prompt_value(bound(OverlayPrompt(mode=mode, delta=3.0)), 2.5 if mode == "mul" else 0.9)
     bright = prompt(grey(0.8))
     assert bright.max() == 1.0 and bright.min() >= 0.0
     assert torch.equal(bright, torch.ones_like(bright))
@@ -173,7 +193,7 @@ def test_prompted_images_are_clamped_to_the_unit_interval(mode):
 
 
 def test_delta_scales_the_prompt():
-    prompt = OverlayPrompt(N, delta=0.5)
+    prompt = bound(OverlayPrompt(delta=0.5))
     with torch.no_grad():
         prompt.overlay.fill_(100.0)  # tanh saturates at 1
     assert torch.allclose(prompt.prompt_image(), torch.tensor(0.5))
@@ -181,7 +201,7 @@ def test_delta_scales_the_prompt():
 
 
 def test_every_prompt_parameter_gets_a_gradient_and_clamped_pixels_pass_none():
-    prompt = PatchPrompt(N, size=S)
+    prompt = bound(PatchPrompt(size=S))
     images = grey(0.5).requires_grad_(True)
     prompt(images).sum().backward()
     assert prompt.patch.grad is not None and prompt.patch.grad.abs().min() > 0
@@ -198,73 +218,59 @@ def test_every_prompt_parameter_gets_a_gradient_and_clamped_pixels_pass_none():
 @pytest.mark.parametrize("cls", [PaddingPrompt, PatchPrompt, OverlayPrompt])
 def test_flags_are_kept_with_their_defaults(cls):
     kwargs = {} if cls is OverlayPrompt else {"size": 2}
-    default = cls(N, **kwargs)
+    default = cls(**kwargs)
     assert default.tune_head is False and default.freeze_model is True and default.mode == "add"
-    assert default.needs_fixed_size is True and default.image_size == N
-    tuned = cls(N, tune_head=True, freeze_model=False, **kwargs)
+    assert default.input_size is None and bound(default).input_size == N
+    tuned = cls(tune_head=True, freeze_model=False, **kwargs)
     assert tuned.tune_head is True and tuned.freeze_model is False
 
 
 @pytest.mark.parametrize("size", [0, -1, N // 2, N // 2 + 1, N])
 def test_padding_refuses_a_border_that_leaves_no_centre(size):
     with pytest.raises(ConfigurationError, match=r"prompt\.size") as raised:
-        PaddingPrompt(N, size=size)
+        bound(PaddingPrompt(size=size))
     assert f"prompt.size={size}" in str(raised.value) and f"data.crop_size={N}" in str(raised.value)
 
 
 def test_padding_accepts_the_largest_border():
-    assert PaddingPrompt(N, size=N // 2 - 1).prompt_image().shape == (3, N, N)
+    assert bound(PaddingPrompt(size=N // 2 - 1)).prompt_image().shape == (3, N, N)
 
 
 @pytest.mark.parametrize("size", [0, -2, N + 1])
 def test_patch_refuses_a_size_outside_the_image(size):
     with pytest.raises(ConfigurationError, match=r"prompt\.size") as raised:
-        PatchPrompt(N, size=size)
+        bound(PatchPrompt(size=size))
     assert f"prompt.size={size}" in str(raised.value) and f"data.crop_size={N}" in str(raised.value)
 
 
 def test_bad_mode_position_and_missing_crop_size_name_the_key():
     with pytest.raises(ConfigurationError, match=r"prompt\.mode"):
-        OverlayPrompt(N, mode="multiply")
+        OverlayPrompt(mode="multiply")
     with pytest.raises(ConfigurationError, match=r"prompt\.position"):
-        PatchPrompt(N, size=2, position="bottom_right")
+        PatchPrompt(size=2, position="bottom_right")
     for cls in (PaddingPrompt, PatchPrompt, OverlayPrompt):
         with pytest.raises(ConfigurationError, match=r"data\.crop_size"):
-            cls(None)
+            bound(cls(), None)
 
 
 def test_configuration_error_is_a_user_error_and_a_value_error():
     from iqa.errors import UserError
 
     with pytest.raises(UserError):
-        PaddingPrompt(N, size=N)
+        bound(PaddingPrompt(size=N))
     with pytest.raises(ValueError):
-        PaddingPrompt(N, size=N)
+        bound(PaddingPrompt(size=N))
 
 
 # --- ScoringPipeline with a pixel prompt ------------------------------------------------------
-
-class TinyModel(IQAModel):
-    """A 'pretrained' model with a ``head`` that does not start at zero."""
-
-    def __init__(self) -> None:
-        super().__init__(fixed_input_size=None)
-        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                                  nn.Flatten())
-        self.head = nn.Sequential(nn.Dropout(0.5), nn.Linear(4, 1))
-        mark_weights_loaded(self)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(images)).squeeze(-1)
-
 
 def trainable(pipeline: nn.Module) -> set[str]:
     return {name for name, p in pipeline.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("build", [lambda **kw: PaddingPrompt(N, size=S, **kw),
-                                   lambda **kw: PatchPrompt(N, size=S, **kw),
-                                   lambda **kw: OverlayPrompt(N, **kw)])
+@pytest.mark.parametrize("build", [lambda **kw: PaddingPrompt(size=S, **kw),
+                                   lambda **kw: PatchPrompt(size=S, **kw),
+                                   lambda **kw: OverlayPrompt(**kw)])
 def test_pipeline_trains_only_the_prompt(build):
     prompt = build()
     pipeline = ScoringPipeline(TinyModel(), prompt, input_size=N).train()
@@ -277,7 +283,7 @@ def test_pipeline_trains_only_the_prompt(build):
 
 
 def test_pipeline_with_tune_head_trains_the_prompt_and_the_head():
-    prompt = PaddingPrompt(N, size=S, tune_head=True)
+    prompt = PaddingPrompt(size=S, tune_head=True)
     pipeline = ScoringPipeline(TinyModel(), prompt, input_size=N).train()
     expected = {f"prompt.{name}" for name in ("top", "bottom", "left", "right")}
     expected |= {f"model.head.{name}" for name, _ in pipeline.model.head.named_parameters()}
@@ -289,7 +295,7 @@ def test_pipeline_with_tune_head_trains_the_prompt_and_the_head():
 
 
 def test_pipeline_without_freeze_model_trains_everything():
-    pipeline = ScoringPipeline(TinyModel(), OverlayPrompt(N, freeze_model=False), input_size=N)
+    pipeline = ScoringPipeline(TinyModel(), OverlayPrompt(freeze_model=False), input_size=N)
     assert trainable(pipeline) == {name for name, _ in pipeline.named_parameters()}
     assert pipeline.train().model.training
 
@@ -298,16 +304,17 @@ def test_pipeline_applies_the_prompt_before_normalisation():
     model = TinyModel()
     seen = {}
     model.register_forward_pre_hook(lambda module, args: seen.setdefault("input", args[0].clone()))
-    prompt = set_prompt_value(PatchPrompt(N, size=S, position="top_left"), 0.25)
-    pipeline = ScoringPipeline(model, prompt, input_size=N).eval()
+    pipeline = ScoringPipeline(model, PatchPrompt(size=S, position="top_left"), input_size=N).eval()
+    prompt = set_prompt_value(pipeline.prompt, 0.25)
     pipeline(grey(0.5))
     mean, std = torch.tensor(model.mean).view(1, 3, 1, 1), torch.tensor(model.std).view(1, 3, 1, 1)
     expected = (prompt(grey(0.5)) - mean) / std
     assert torch.allclose(seen["input"], expected)
 
 
-def test_pipeline_refuses_a_prompt_of_another_size_or_no_crop_size():
-    with pytest.raises(ConfigurationError, match=r"prompt\.image_size=16 differs from data\.crop_size=32"):
-        ScoringPipeline(TinyModel(), OverlayPrompt(N), input_size=32)
+def test_pipeline_builds_the_prompt_for_its_input_size_and_refuses_no_crop_size():
+    pipeline = ScoringPipeline(TinyModel(), OverlayPrompt(), input_size=32)
+    assert pipeline.prompt.prompt_image().shape == (3, 32, 32)
+    assert pipeline(grey(0.5, size=32)).shape == (2,)
     with pytest.raises(ConfigurationError, match=r"data\.crop_size is null"):
-        ScoringPipeline(TinyModel(), OverlayPrompt(N), input_size=None)
+        ScoringPipeline(TinyModel(), OverlayPrompt(), input_size=None)

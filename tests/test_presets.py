@@ -256,7 +256,7 @@ PROMISES: dict[str, list[tuple[str, object, str]]] = {
     ],
     "loda": [
         ("model._target_", "iqa.models.methods.loda.LoDa", "LoDa, the official recipe"),
-        ("model.vit", "base", "frozen ViT-B (augreg2_in21k_ft_in1k)"),
+        ("model.size", "base", "frozen ViT-B (augreg2_in21k_ft_in1k)"),
         ("model.cnn", "resnet50", "and ResNet-50"),
         ("prompt", None, "LoDa, the official recipe"),
         ("loss.terms", {"plcc": 1.0}, "PLCC-induced loss"),

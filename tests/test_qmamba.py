@@ -50,7 +50,7 @@ def test_qmamba_flops_match_table_1(size):
 @needs_fixture
 def test_checkpoint_reproduces_the_official_logits():
     golden = load_file(VMAMBA_FIXTURE / "io.safetensors")
-    model = create_model("qmamba", **FIXTURE_SIZES, checkpoint=str(VMAMBA_FIXTURE / "state_dict.safetensors")).eval()
+    model = create_model("qmamba", **FIXTURE_SIZES, weights=str(VMAMBA_FIXTURE / "state_dict.safetensors")).eval()
     with torch.no_grad():
         scores = model(golden["input"])
     torch.testing.assert_close(scores, golden["logits"].squeeze(-1), atol=1e-4, rtol=1e-4)
@@ -60,11 +60,11 @@ def test_checkpoint_reproduces_the_official_logits():
 def test_a_wrong_key_fails_with_a_clear_message_unless_not_strict(caplog):
     state = load_file(VMAMBA_FIXTURE / "state_dict.safetensors")
     with pytest.raises(WeightsMismatchError, match="of another shape"):
-        create_model("qmamba", depths=[1, 1, 2, 1], dims=64, checkpoint=state)
+        create_model("qmamba", depths=[1, 1, 2, 1], dims=64, weights=state)
     state["layers.0.blocks.0.op.Dss"] = state.pop("layers.0.blocks.0.op.Ds")
     expected = r"missing \['layers.0.blocks.0.op.Ds'\], 1 unexpected \['layers.0.blocks.0.op.Dss'\]"
     with pytest.raises(WeightsMismatchError, match=expected):
-        create_model("qmamba", **FIXTURE_SIZES, checkpoint=state)
+        create_model("qmamba", **FIXTURE_SIZES, weights=state)
     model = create_model("qmamba", **FIXTURE_SIZES)
     with caplog.at_level(logging.WARNING):
         report = model.load_vmamba(state, strict=False)
@@ -89,12 +89,12 @@ def test_imagenet_checkpoint_under_model_key_drops_the_1000_class_head(tmp_path)
 @needs_fixture
 def test_lqmamba_loads_a_vmamba_checkpoint_and_starts_its_gates_fresh():
     state = load_file(VMAMBA_FIXTURE / "state_dict.safetensors")
-    model = create_model("qmamba", scan="local", **FIXTURE_SIZES, checkpoint=state)
+    model = create_model("qmamba", scan="local", **FIXTURE_SIZES, weights=state)
     report = model.load_vmamba(state)
     assert report.missing and all(".op.scan.attn." in key for key in report.missing)
     torch.testing.assert_close(model.backbone.layers[2].blocks[1].op.A_logs, state["layers.2.blocks.1.op.A_logs"])
     with pytest.raises(WeightsMismatchError, match="unexpected"):  # an LQMamba state dict does not fit QMamba
-        create_model("qmamba", **FIXTURE_SIZES, checkpoint=model.backbone.state_dict())
+        create_model("qmamba", **FIXTURE_SIZES, weights=model.backbone.state_dict())
 
 
 def test_pretrained_must_be_a_local_file():

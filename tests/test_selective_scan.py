@@ -174,7 +174,7 @@ needs_numba = pytest.mark.skipif(directional_scan_numba is None, reason="numba i
 
 def scan_paths(kind: str, height: int, width: int) -> tuple[torch.Tensor, int]:
     """(K, P) pixel orders and P: VMamba's cross scan, LQMamba's 2×2 windows, or random orders."""
-    from iqa.models.backbones.vmamba import CrossScan, LocalScan
+    from iqa.models.backbones.scans import CrossScan, LocalScan
 
     if kind == "random":
         g = torch.Generator().manual_seed(3)

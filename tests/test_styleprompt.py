@@ -54,11 +54,12 @@ def test_tune_head_also_trains_the_regression_head():
 def prompt_counts(size: str, scan: str) -> tuple[list[int], dict[str, int]]:
     """Stage widths and trainable parameters of Table 4's tuners, counted on the meta device."""
     with torch.device("meta"):
-        widths = create_model("qmamba", size=size, scan=scan).stage_channels
+        model = create_model("qmamba", size=size, scan=scan)
         prompts = {"style": StylePrompt(), "ssf": ScaleShiftPrompt(), "cross": CrossAttentionPrompt(n_tokens=6),
                    "conv": ConvPrompt()}
         for prompt in prompts.values():
-            prompt.bind(widths)  # what ScoringPipeline does
+            prompt.bind(model, None)  # what ScoringPipeline does
+    widths = model.stage_channels
     return widths, {name: sum(p.numel() for p in prompt.parameters()) for name, prompt in prompts.items()}
 
 

@@ -152,10 +152,10 @@ def test_qmamba_init_from_refuses_a_pickled_payload(pickled, marker, compose_tra
 
 def test_model_checkpoint_refuses_a_pickled_payload(pickled_weights, marker, compose_train):
     with pytest.raises(Exception) as excinfo:  # noqa: PT011 - wrapped by Hydra's instantiate
-        train(compose_train(*QMAMBA, f"model.checkpoint={pickled_weights}"))
+        train(compose_train(*QMAMBA, f"model.weights={pickled_weights}"))
     assert_refused(excinfo, pickled_weights, marker)
     with pytest.raises(UntrustedCheckpointError) as excinfo:
-        create_model("loda", **LODA_TINY, checkpoint=str(pickled_weights))
+        create_model("loda", **LODA_TINY, weights=str(pickled_weights))
     assert_refused(excinfo, pickled_weights, marker)
 
 

@@ -10,7 +10,8 @@ import torch.nn as nn
 from safetensors.torch import load_file
 
 from iqa.models.backbones import vmamba
-from iqa.models.backbones.vmamba import SS2D, VSSM, ChannelGate, CrossScan, LocalScan
+from iqa.models.backbones.scans import CrossScan, LocalScan
+from iqa.models.backbones.vmamba import SS2D, VSSM
 from tests.conftest import FIXTURES
 
 VMAMBA_FIXTURE = FIXTURES / "vmamba_tiny_public"
@@ -77,15 +78,6 @@ def test_scan_paths_are_the_unfolded_pixel_indices(scan):
     assert paths.dtype == torch.int32 and paths.shape == (4, module.length(5, 7))
     assert sorted(paths[1].tolist()) == list(range(padded[0] * padded[1]))  # each pixel once
     assert torch.equal(paths[2], paths[0].flip(0)) and torch.equal(paths[3], paths[1].flip(0))
-
-
-def test_channel_gate_without_writing_the_layer_norm_equals_the_official_gate():
-    torch.manual_seed(0)
-    gate = ChannelGate(16)
-    nn.init.normal_(gate.norm.weight)
-    nn.init.normal_(gate.norm.bias)
-    x = torch.randn(3, 16, 5, 7) * 3 + 1
-    torch.testing.assert_close(x * gate.gate(x)[:, :, None, None], gate(x), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.skipif(vmamba.directional_scan_numba is None, reason="numba is not installed")

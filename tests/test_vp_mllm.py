@@ -13,7 +13,7 @@ from iqa.registry import create_model
 
 @pytest.fixture(scope="module")
 def model(tiny_vlm_dir):
-    return create_model("vp_mllm", hf_id=str(tiny_vlm_dir / "llava"), dtype="float32")
+    return create_model("vp_mllm", hf_folder=str(tiny_vlm_dir / "llava"), dtype="float32")
 
 
 def test_geometry_and_normalisation_come_from_the_processor(model):
@@ -23,13 +23,14 @@ def test_geometry_and_normalisation_come_from_the_processor(model):
 
 
 def test_qalign5_appends_the_answer_prefix(tiny_vlm_dir, model):
-    qalign = create_model("vp_mllm", hf_id=str(tiny_vlm_dir / "llava"), dtype="float32", quality_score_type="qalign5")
+    qalign = create_model("vp_mllm", hf_folder=str(tiny_vlm_dir / "llava"), dtype="float32",
+                          quality_score_type="qalign5")
     assert qalign.input_ids.shape[1] > model.input_ids.shape[1]
     assert qalign.readout.words == ("excellent", "good", "fair", "poor", "bad")
 
 
 def test_only_the_prompt_receives_gradients(model):
-    pipeline = ScoringPipeline(model, OverlayPrompt(image_size=28), input_size=28).train()
+    pipeline = ScoringPipeline(model, OverlayPrompt(), input_size=28).train()
     assert not model.backbone.training
     scores = pipeline(torch.rand(2, 3, 28, 28))
     assert scores.shape == (2,) and ((scores > 0) & (scores < 1)).all()
@@ -39,7 +40,7 @@ def test_only_the_prompt_receives_gradients(model):
 
 
 def test_missing_model_is_a_clear_error(tmp_path):
-    with pytest.raises(ConfigurationError, match="model.hf_id"):
-        create_model("vp_mllm", hf_id=None)
+    with pytest.raises(ConfigurationError, match="model.hf_folder"):
+        create_model("vp_mllm", hf_folder=None)
     with pytest.raises(OSError):
-        create_model("vp_mllm", hf_id=str(tmp_path / "absent"))
+        create_model("vp_mllm", hf_folder=str(tmp_path / "absent"))

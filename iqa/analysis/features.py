@@ -21,17 +21,15 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from iqa.data.image_io import read_rgb, resize_shorter
+from iqa.data.image_io import find_images, read_rgb, resize_shorter
 from iqa.data.transforms import MultiCrop
 from iqa.models.methods.loda import LoDa
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 @torch.no_grad()
 def block_outputs(model: LoDa, images: torch.Tensor, inject: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Each block's output tokens ``(B, T, C)`` and the last block's CLS attention ``(B, P)``
-    (mean over heads), with LoDa's injection or through the plain frozen ViT."""
+    """Each block's output tokens ``(B, T, C)`` (:meth:`LoDa.block_outputs`) and the last block's
+    CLS attention ``(B, P)`` (mean over heads), with LoDa's injection or through the plain frozen ViT."""
     vit = model.vit
     captured: dict[str, torch.Tensor] = {}
     last_attention = vit.blocks[-1].attn
@@ -41,18 +39,11 @@ def block_outputs(model: LoDa, images: torch.Tensor, inject: bool) -> tuple[list
 
     hook = last_attention.register_forward_hook(keep_input)
     try:
-        x = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
-        distortion = model.extractor(model.cnn(images * model.cnn_input_scale + model.cnn_input_shift)) if inject \
-            else None
-        outputs = []
-        for i, block in enumerate(vit.blocks):
-            if inject and model.injection == "cross_attention":
-                x = x + model.injectors[i](x, distortion) * model.injection_scale[i]
-            x = block(x)
-            outputs.append(x)
+        outputs = model.block_outputs(images, inject=inject)
     finally:
         hook.remove()
-    return outputs, cls_attention(last_attention, captured["attention_input"], vit.num_prefix_tokens)
+    patches = outputs[-1].shape[1] - vit.num_prefix_tokens  # LoDa's extra tokens (Table 7 ablation) left out
+    return outputs, cls_attention(last_attention, captured["attention_input"], vit.num_prefix_tokens)[:, :patches]
 
 
 def cls_attention(attention: torch.nn.Module, x: torch.Tensor, prefix_tokens: int) -> torch.Tensor:
@@ -76,9 +67,9 @@ def relative_log_amplitude(tokens: torch.Tensor, prefix_tokens: int) -> np.ndarr
 
 
 def load_images(folder: Path, size: int, mean: tuple, std: tuple) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-    if not paths:
-        raise FileNotFoundError(f"--images {folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    """The images of ``folder`` (:func:`~iqa.data.image_io.find_images`), resized and centre-cropped
+    to ``size``: names, [0, 1] pixels and normalised pixels."""
+    paths = find_images(folder)
     crop = MultiCrop(size, 1, train=False, mode="center")
     pixels = torch.stack([crop(resize_shorter(read_rgb(p), size), i)[0] for i, p in enumerate(paths)]).float() / 255
     normalised = (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)

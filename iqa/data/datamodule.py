@@ -24,6 +24,7 @@ from iqa.data.protocol import SplitProtocol
 from iqa.data.records import ImageRecord
 from iqa.data.sampling import EpochSampler, SeededTrainingSet
 from iqa.data.transforms import MultiCrop
+from iqa.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,8 @@ class IQADataModule(L.LightningDataModule):
     Args:
         datasets: names of the training benchmarks (``kadid``, ``koniq``, …).
         data_dir: root under which each benchmark has its default folder.
-        root: folder of the (single) training benchmark, overriding ``data_dir``.
-        roots: per-name folder overrides (for mixes).
+        roots: dataset name → its folder, overriding ``data_dir`` (``None``: the default); every
+            name must be one of ``datasets`` or ``test_on``.
         meta_files: per-name pyiqa-style meta CSVs replacing the official label files.
         test_on: names of benchmarks tested in full (cross-dataset).
         protocol: how each training benchmark is split.
@@ -63,8 +64,7 @@ class IQADataModule(L.LightningDataModule):
         datasets: list[str],
         data_dir: str,
         protocol: SplitProtocol,
-        root: str | None = None,
-        roots: dict[str, str] | None = None,
+        roots: dict[str, str | None] | None = None,
         meta_files: dict[str, str] | None = None,
         test_on: list[str] | None = None,
         crop_size: int | None = 224,
@@ -99,12 +99,12 @@ class IQADataModule(L.LightningDataModule):
             raise DatasetError(f"data.on_corrupt must be fail or skip; got {on_corrupt!r}")
         if not datasets and not test_on:
             raise DatasetError("data.datasets is empty; name at least one benchmark")
-        if root is not None and len(datasets) > 1:
-            raise DatasetError(f"data.root is for a single dataset; use +data.roots.<name>=<folder> for "
-                               f"{list(datasets)}")
-        roots = dict(roots or {})
-        if root is not None:
-            roots[(list(datasets) or list(test_on))[0]] = root
+        used = [*datasets, *(test_on or [])]
+        roots = {name: folder for name, folder in (roots or {}).items() if folder is not None}
+        for name in roots:
+            if name not in used:
+                raise ConfigurationError(f"data.roots.{name}={roots[name]}: this run does not use {name}; it uses "
+                                         f"{', '.join(used)} (data.datasets and data.test_on); see docs/datasets.md")
         meta_files = dict(meta_files or {})
         self.train_descriptions = [self._describe(n, data_dir, roots, meta_files) for n in datasets]
         self.test_only_descriptions = [self._describe(n, data_dir, roots, meta_files) for n in (test_on or [])]
@@ -127,6 +127,7 @@ class IQADataModule(L.LightningDataModule):
         self.train_set: SeededTrainingSet | None = None
         self.val_sets: dict[str, IQAImageDataset] = {}
         self.test_sets: dict[str, IQAImageDataset] = {}
+        self.listed: dict[str, list[ImageRecord]] = {}  # every record of each benchmark; batches carry indices
 
     @staticmethod
     def _describe(name: str, data_dir: str, roots: dict, meta_files: dict) -> DatasetDescription:
@@ -147,6 +148,7 @@ class IQADataModule(L.LightningDataModule):
             return
         listed = {d.name: d.records() for d in self.train_descriptions + self.test_only_descriptions}
         self.unusable = self._check_images(listed)
+        self.listed = listed
         train_parts = []
         for description in self.train_descriptions:
             records = listed[description.name]
@@ -212,6 +214,11 @@ class IQADataModule(L.LightningDataModule):
             if description.name == name:
                 return description
         raise KeyError(name)
+
+    def record(self, name: str, image_id: int) -> ImageRecord:
+        """The labelled image (path, MOS, distortion) behind the ``image_id`` that batches of
+        benchmark ``name`` carry, in every split (available after :meth:`setup`)."""
+        return self.listed[name][image_id]
 
     # -- loaders ------------------------------------------------------------------------
     def _loader(self, dataset, batch_size: int, sampler: EpochSampler | None = None) -> DataLoader:

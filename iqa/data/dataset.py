@@ -80,7 +80,7 @@ class IQAImageDataset(Dataset):
             return None
         return {
             "images": self.crops(image, self.ids[index], generator),
-            "label": torch.tensor(self.description.normalise(record.mos), dtype=torch.float32),
+            "label": torch.tensor(self.description.normalize(record.mos), dtype=torch.float32),
             "mos": torch.tensor(record.mos, dtype=torch.float32),
             "image_id": torch.tensor(self.ids[index], dtype=torch.int64),
         }

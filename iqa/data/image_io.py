@@ -9,6 +9,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from glob import glob
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ _HIGH_DEPTH_GRAY = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _WITH_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
 DEFAULT_MAX_PIXELS: int | None = Image.MAX_IMAGE_PIXELS  # data.max_pixels: Pillow's decompression-bomb limit
 _PILLOW_LIMIT = threading.Lock()
+IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"}  # what find_images lists
 
 
 class CorruptImageError(UserError, ValueError):
@@ -182,3 +184,15 @@ class ImageCache:
             np.save(handle, image)
         os.replace(handle.name, entry)
         return image
+
+
+def find_images(images: str | Path) -> list[Path]:
+    """Files of a folder (recursively) or of a glob pattern, sorted."""
+    pattern = str(images)
+    if Path(pattern).is_dir():
+        paths = [p for p in Path(pattern).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+    else:
+        paths = [Path(p) for p in glob(pattern, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES]
+    if not paths:
+        raise FileNotFoundError(f"no images found at {images!r}; pass a folder or a glob such as 'photos/*.jpg'")
+    return sorted(paths)

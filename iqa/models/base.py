@@ -73,9 +73,15 @@ class IQAModel(KeepsFrozenPartsInEval):
             size works (e.g. CNNs with global pooling).
         scores_without_training: the model reads quality without a trained head (frozen
             MLLMs' rating words), so it can score zero-shot (:mod:`iqa.zero_shot`).
+        stage_channels: the channel width of each stage's output when ``forward`` takes a
+            ``stage_hook`` (feature prompts modulate the stages), else ``None``.
+        head: the regression head (trained beside a prompt with ``tune_head``), or ``None``
+            for a model without one; every subclass sets it.
     """
 
     scores_without_training: bool = False
+    stage_channels: list[int] | None = None
+    head: nn.Module | None  # no class default: it would hide the sub-module a subclass registers
 
     def __init__(
         self,

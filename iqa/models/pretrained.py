@@ -12,15 +12,17 @@ import os
 from pathlib import Path
 
 import timm
-import torch
 import torch.nn as nn
 
 from iqa.models import weights_efficientnet_pytorch as efficientnet_pytorch
 from iqa.models.base import mark_weights_loaded
 from iqa.models.weights import KeyDiff, PretrainedWeightsError, read_state_dict
 
-__all__ = ["PretrainedWeightsError", "load_pretrained", "read_state_dict", "resolve_pretrained",
-           "timm_normalisation"]
+__all__ = ["VIT_NAMES", "PretrainedWeightsError", "load_pretrained", "read_state_dict", "resolve_pretrained",
+           "timm_normalization"]
+
+# ``model.size`` of the ViT models (vit, loda) → timm architecture.
+VIT_NAMES = {size: f"vit_{size}_patch16_224" for size in ("tiny", "small", "base")}
 
 HEAD_PREFIXES = ("head.", "fc.", "classifier.", "head_dist.")
 
@@ -33,7 +35,7 @@ def is_weights_file(source: str) -> bool:
     return Path(source).suffix in WEIGHT_SUFFIXES
 
 
-def timm_normalisation(timm_name: str, source: str | None) -> tuple[tuple, tuple]:
+def timm_normalization(timm_name: str, source: str | None) -> tuple[tuple, tuple]:
     """Mean and std of timm's pretrained config for ``source`` (a tag), or the
     architecture's default config when ``source`` is ``None`` or a file."""
     tag = None if source is None or is_weights_file(source) else source.removeprefix("timm/")

@@ -10,6 +10,7 @@ stands for 0), softplus and sigmoid within a few float32 ulps (tests/test_select
 Callers compile with ``fastmath=FASTMATH`` (fused multiply-add only, which the polynomials need
 to vectorise well: 0.5 instead of 2–3 ns). Never with reassociation: the round-to-nearest trick in
 :func:`exp32` relies on (x + 1.5·2²³) − 1.5·2²³ not being simplified to x; NaN stays NaN.
+:func:`dot64`, the kernels' float64 row reduction, is compiled apart with reassociation.
 """
 
 from __future__ import annotations
@@ -88,3 +89,13 @@ def sigmoid32(v: float) -> float:
     e = exp32(-abs(v))
     s = F32(1.0) / (F32(1.0) + e)
     return s if v >= F32(0.0) else e * s
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def dot64(a, b) -> float:
+    """Σ a·b over two rows, accumulated in float64 (vectorised: reassociation is allowed here,
+    never in the callers, whose polynomials need exact rounding)."""
+    total = 0.0
+    for p in range(a.size):
+        total += numba.float64(a[p]) * b[p]
+    return total

@@ -34,16 +34,7 @@ import numpy as np
 import torch
 from numba import prange
 
-from iqa.ops.fast_math import F32, FASTMATH, exp32, sigmoid32, softplus32
-
-
-@numba.njit(cache=True, fastmath={"reassoc", "contract"})
-def _dot(a, b) -> float:
-    """Σ a·b in float64 (vectorised: reassociation is allowed here, not in the kernels)."""
-    total = 0.0
-    for p in range(a.size):
-        total += numba.float64(a[p]) * b[p]
-    return total
+from iqa.ops.fast_math import F32, FASTMATH, dot64, exp32, sigmoid32, softplus32
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
@@ -112,7 +103,7 @@ def _backward(u, ranked, dt_weight, bias, A, B, C, D, paths, grad_y,
                     dt[p], sig[p] = softplus32(v[p]), sigmoid32(v[p])
                     dtu[p] = dt[p] * ur[p]
                     dur[p] = g[p] * D_kd + (dur[p] if k > 0 else F32(0.0))
-                dD_rows[b, k, d] = _dot(g, ur)
+                dD_rows[b, k, d] = dot64(g, ur)
                 for n in range(n_state):
                     a, Bn, Cn = A[k, d, n], B[b, k, n], C[b, k, n]
                     dBn, dCn = dB_parts[b, part, k, n], dC_parts[b, part, k, n]
@@ -139,12 +130,12 @@ def _backward(u, ranked, dt_weight, bias, A, B, C, D, paths, grad_y,
                             dCn[p] += g[p] * states[t + 1]
                         lam *= decay[p]
                     dA_rows[b, k, d, n] = dA
-                dbias_rows[b, k, d] = _dot(ddt, sig)
+                dbias_rows[b, k, d] = dot64(ddt, sig)
                 for p in range(pixels):
                     ddt[p] *= sig[p]  # now ∂loss/∂(W_Δ r + bias)
                 weight = dt_weight[k, d]
                 for r in range(weight.size):
-                    dW_rows[b, k, d, r] = _dot(ddt, ranked[b, k, r])
+                    dW_rows[b, k, d, r] = dot64(ddt, ranked[b, k, r])
                     w, dr = weight[r], dr_parts[b, part, k, r]
                     for p in range(pixels):
                         dr[p] = w * ddt[p] + (dr[p] if d != first else F32(0.0))

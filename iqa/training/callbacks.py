@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import random
+from functools import partial
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from iqa.errors import ConfigurationError
 from iqa.jsonio import write_json
@@ -22,14 +23,13 @@ from iqa.training.run_summary import run_summary
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "BestCheckpoint", "EarlyStoppingOnValidation", "LearningRateMonitor", "RNGStateCallback",
-    "RichProgressBar", "StopOnDivergence", "TestReport", "TrainingCurves", "TrainingDivergedError",
-    "ValidationPredictions",
+    "BestCheckpoint", "EarlyStoppingOnValidation", "RNGStateCallback", "StopOnDivergence", "TestReport",
+    "TrainingCurves", "TrainingDivergedError", "ValidationPredictions",
 ]
 
 
 def _has_validation(trainer: L.Trainer) -> bool:
-    return bool(getattr(trainer.datamodule, "val_names", []))
+    return bool(trainer.datamodule.val_names)
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -154,7 +154,8 @@ class TestReport(L.Callback):
             path = scatter_plot(predicted, mos, self.output_dir / f"scatter_{name}.png", title=f"{name} (test)")
             log_image_file(trainer.loggers, f"test/scatter/{name}", path, step=trainer.global_step)
             self._per_type_report(name, trainer, ids, predicted, mos)
-            predictions += prediction_rows(name, "test", trainer.datamodule.test_sets[name], ids, predicted, mos)
+            predictions += prediction_rows(name, "test", partial(trainer.datamodule.record, name), ids, predicted,
+                                           mos)
         write_predictions_csv(predictions, self.output_dir / "predictions_test.csv")
         log_predictions(trainer, predictions, "test", self.thumbnails)
 
@@ -163,9 +164,7 @@ class TestReport(L.Callback):
         """``per_type_<name>.csv`` and a PLCC bar chart when the test images carry distortion types."""
         from iqa.metrics.per_type import COLUMNS, per_type_bar_chart, per_type_metrics, write_per_type_csv
 
-        test_set = trainer.datamodule.test_sets[name]
-        distortion_of = {i: record.distortion for i, record in zip(test_set.ids, test_set.records)}
-        distortions = [distortion_of[int(i)] for i in ids]
+        distortions = [trainer.datamodule.record(name, int(i)).distortion for i in ids]
         if not any(distortions):
             return
         rows = per_type_metrics(distortions, predicted, mos)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import lightning as L
 import numpy as np
@@ -46,6 +47,7 @@ class IQAModule(L.LightningModule):
         self.scheduler_spec = scheduler
         self.val_metrics = nn.ModuleDict()
         self.test_metrics = nn.ModuleDict()
+        self.to_mos: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}  # benchmark → label-to-MOS map
         self.run_config: dict | None = None
         self.test_results: dict[str, float] = {}
         self.test_scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # ids, predictions, MOS
@@ -79,6 +81,8 @@ class IQAModule(L.LightningModule):
         datamodule = self.trainer.datamodule
         self.val_metrics = nn.ModuleDict({name: IQAMetrics() for name in datamodule.val_names})
         self.test_metrics = nn.ModuleDict({name: IQAMetrics() for name in datamodule.test_names})
+        self.to_mos = {name: datamodule.description(name).denormalize
+                       for name in [*datamodule.val_names, *datamodule.test_names]}
         if not self._counts_logged:
             self._counts_logged = True
             counts = self.parameter_counts()
@@ -114,19 +118,20 @@ class IQAModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- evaluation -----------------------------------------------------------------------
-    def _update(self, metrics: nn.ModuleDict, names: list[str], batch: dict | None, dataloader_idx: int) -> None:
+    def _update(self, metrics: nn.ModuleDict, batch: dict | None, dataloader_idx: int) -> None:
+        """Scores of one evaluation batch, in the MOS units of its benchmark (loader
+        ``dataloader_idx`` is the benchmark at that position of ``metrics``)."""
         if batch is None:
             return
-        name = names[dataloader_idx]
-        description = self.trainer.datamodule.description(name)
-        predicted_mos = description.denormalise(self._crop_scores(batch).mean(dim=1))
+        name = list(metrics)[dataloader_idx]
+        predicted_mos = self.to_mos[name](self._crop_scores(batch).mean(dim=1))
         metrics[name].update(predicted_mos, batch["mos"], batch["image_id"])
 
     def validation_step(self, batch: dict | None, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._update(self.val_metrics, self.trainer.datamodule.val_names, batch, dataloader_idx)
+        self._update(self.val_metrics, batch, dataloader_idx)
 
     def test_step(self, batch: dict | None, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._update(self.test_metrics, self.trainer.datamodule.test_names, batch, dataloader_idx)
+        self._update(self.test_metrics, batch, dataloader_idx)
 
     def _summarise(self, stage: str, metrics: nn.ModuleDict) -> dict[str, float]:
         """Per-dataset values under ``stage/<name>/<metric>`` when there are several

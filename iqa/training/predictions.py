@@ -10,13 +10,15 @@ Floats are rounded to 6 decimals, so the CSV and the logged table hold the same 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 from lightning.pytorch.loggers import WandbLogger
 
+from iqa.data.records import ImageRecord
 from iqa.metrics.logistic import fit_logistic, logistic4
 from iqa.training.media import log_image_file, log_table
 
@@ -24,16 +26,15 @@ COLUMNS = ("image_id", "path", "dataset", "split", "distortion", "mos", "predict
 NUMERIC = ("mos", "prediction", "prediction_mapped")
 
 
-def prediction_rows(name: str, split: str, dataset, ids: np.ndarray, preds: np.ndarray,
-                    mos: np.ndarray) -> list[list]:
-    """Rows of :data:`COLUMNS` for one dataset's scores (``dataset``: its
-    :class:`~iqa.data.dataset.IQAImageDataset`, whose records give path and distortion)."""
-    record_of = dict(zip(dataset.ids, dataset.records))
+def prediction_rows(name: str, split: str, record_of: Callable[[int], ImageRecord], ids: np.ndarray,
+                    preds: np.ndarray, mos: np.ndarray) -> list[list]:
+    """Rows of :data:`COLUMNS` for one dataset's scores; ``record_of(image_id)`` gives each image's
+    path and distortion (:meth:`iqa.data.datamodule.IQADataModule.record`)."""
     params = fit_logistic(preds, mos)
     mapped = logistic4(preds, *params) if params is not None else np.full(len(preds), np.nan)
     rows = []
     for image_id, pred, target, fitted in zip(ids, preds, mos, mapped):
-        record = record_of[int(image_id)]
+        record = record_of(int(image_id))
         rows.append([int(image_id), str(record.path), name, split, record.distortion,
                      round(float(target), 6), round(float(pred), 6),
                      None if np.isnan(fitted) else round(float(fitted), 6)])
@@ -89,7 +90,7 @@ class ValidationPredictions(L.Callback):
             return
         self.rows = []
         for name, (ids, preds, mos) in scores.items():
-            self.rows += prediction_rows(name, "val", trainer.datamodule.val_sets[name], ids, preds, mos)
+            self.rows += prediction_rows(name, "val", partial(trainer.datamodule.record, name), ids, preds, mos)
             if self.scatter:
                 from iqa.metrics.plots import scatter_plot
 

@@ -49,14 +49,14 @@ class DatasetDescription:
         self.meta_file = None if meta_file is None else self._resolve(meta_file)
 
     # -- label normalisation -------------------------------------------------------
-    def normalise(self, mos: float) -> float:
+    def normalize(self, mos: float) -> float:
         """MOS/DMOS → [0, 1], higher is better (the training label)."""
         low, high = self.mos_range
         unit = (mos - low) / (high - low)
         return unit if self.higher_is_better else 1.0 - unit
 
-    def denormalise(self, score: float):
-        """Inverse of :meth:`normalise` (works on floats and tensors)."""
+    def denormalize(self, score: float):
+        """Inverse of :meth:`normalize` (works on floats and tensors)."""
         low, high = self.mos_range
         unit = score if self.higher_is_better else 1.0 - score
         return low + unit * (high - low)
@@ -113,7 +113,8 @@ class DatasetDescription:
         if not path.is_file():
             raise DatasetError(
                 f"{self.name}: label file {path} is missing; place the official file there (see docs/datasets.md; "
-                f"source: docs/weights_and_data.md#{self.name}) or point data.root at the {self.default_folder}/ folder"
+                f"source: docs/weights_and_data.md#{self.name}) or point data.roots.{self.name} at the "
+                f"{self.default_folder}/ folder"
             )
         return path
 
@@ -186,7 +187,7 @@ class DatasetDescription:
             raise DatasetError(
                 f"{self.name}: dataset folder {self.root} does not exist; download the dataset there "
                 f"(docs/weights_and_data.md#{self.name}) "
-                f"or set data.root (or paths.data_dir, under which it is {self.default_folder}/)"
+                f"or set data.roots.{self.name} (or paths.data_dir, under which it is {self.default_folder}/)"
             )
         if not any(self.root.iterdir()):
             raise DatasetError(f"{self.name}: dataset folder {self.root} is empty; see docs/datasets.md and "

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 from torch.utils.flop_counter import FlopCounterMode
 
+from iqa.models.backbones.layers2d import LayerNorm2d, Linear2d, Mlp
+from iqa.models.backbones.scans import CrossScan, LocalScan
 from iqa.ops import selective_scan
 
 try:
@@ -46,165 +48,6 @@ def _per_element_count(cost: int) -> Callable[..., int]:
     return count
 
 
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of a ``(B, C, H, W)`` map."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
-                            self.eps).permute(0, 3, 1, 2)
-
-
-class Linear2d(nn.Linear):
-    """A per-pixel linear layer on ``(B, C, H, W)`` maps (a 1×1 convolution with a Linear's weight)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight[:, :, None, None], self.bias)
-
-
-class Mlp(nn.Module):
-    """The feed-forward half of a VSS block."""
-
-    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
-        super().__init__()
-        self.fc1 = Linear2d(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = Linear2d(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
-# ---------------------------------------------------------------------------------------------
-# Unfolding a map into K sequences and folding K sequences back (sum over directions).
-
-
-class CrossScan(nn.Module):
-    """VMamba's cross scan (Sec. 3.2, Fig. 2): row-major, column-major, and both reversed."""
-
-    def unfold(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, D, H, W)`` → ``(B, K, D, L)``."""
-        rows, cols = x.flatten(2), x.transpose(2, 3).flatten(2)
-        return torch.stack([rows, cols, rows.flip(-1), cols.flip(-1)], dim=1)
-
-    def length(self, height: int, width: int) -> int:
-        return height * width
-
-    def padded_size(self, height: int, width: int) -> tuple[int, int]:
-        return height, width
-
-    def paths(self, height: int, width: int) -> torch.Tensor:
-        """``(K, L)`` int32: the pixel (row-major index) direction k reads at step t, for the
-        fused scan that reads the map in place; :meth:`unfold` applied to the pixel indices."""
-        return self.unfold(torch.arange(height * width, dtype=torch.int32).view(1, 1, height, width))[0, :, 0]
-
-    def fold(self, ys: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """``(B, K, D, L)`` → the sum of the K outputs at their pixels, ``(B, D, H, W)``."""
-        rows = ys[:, 0] + ys[:, 2].flip(-1)
-        cols = ys[:, 1] + ys[:, 3].flip(-1)
-        batch, dim = rows.shape[:2]
-        cols = cols.view(batch, dim, width, height).transpose(2, 3)
-        return rows.view(batch, dim, height, width) + cols
-
-
-class ChannelGate(nn.Module):
-    """LocalMamba's per-direction channel attention (``BiAttn``, Sec. 3.3 there): a squeeze-
-    excitation gate ``x · σ(W₂ GELU(W₁ mean_{HW} LN(x)))``, reduction 1/8, shared by the K
-    directions of one block."""
-
-    def __init__(self, dim: int, ratio: float = 0.125) -> None:
-        super().__init__()
-        hidden = int(dim * ratio)
-        self.norm = LayerNorm2d(dim)
-        self.global_reduce = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.channel_select = nn.Linear(hidden, dim)
-
-    def _select(self, pooled: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.channel_select(self.act(self.global_reduce(pooled))))
-
-    def gate(self, x: torch.Tensor) -> torch.Tensor:
-        """The gate σ(W₂ GELU(W₁ mean_{HW} LN(x))), ``(B, C)``, without writing LN(x): with μ_p,
-        σ_p the channel statistics of pixel p, mean_p LN(x)_c = γ_c (Σ_p x_cp / σ_p − Σ_p μ_p / σ_p)
-        / HW + β_c, one matrix-vector product (the fused CPU path's :meth:`LocalScan.fold_pixels`)."""
-        var, mean = torch.var_mean(x, dim=1, unbiased=False)  # (B, H, W)
-        inv_std = torch.rsqrt(var + self.norm.eps)
-        centred = torch.einsum("bchw,bhw->bc", x, inv_std) - (mean * inv_std).sum((1, 2))[:, None]
-        return self._select(centred / (x.shape[2] * x.shape[3]) * self.norm.weight + self.norm.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """As LocalMamba computes it (the LayerNorm written out; what ``VSSM.flops`` counts)."""
-        return x * self._select(self.norm(x).mean(dim=(2, 3)))[:, :, None, None]
-
-
-class LocalScan(nn.Module):
-    """Window scan of LQMamba (QMamba paper Sec. 3.1.2, after LocalMamba's local scan).
-
-    The (zero-padded) map is cut into ``window × window`` windows. Direction 0 reads each
-    window row by row and the windows row by row; direction 1 is its vertical counterpart
-    (columns inside each window, windows column by column); 2 and 3 are both reversed. Each
-    direction's output is gated by a :class:`ChannelGate` before the directions are summed.
-    """
-
-    def __init__(self, dim: int, window: int) -> None:
-        super().__init__()
-        self.window = window
-        self.attn = ChannelGate(dim)
-
-    def _grid(self, height: int, width: int) -> tuple[int, int]:
-        return math.ceil(height / self.window), math.ceil(width / self.window)
-
-    def length(self, height: int, width: int) -> int:
-        rows_of_windows, cols_of_windows = self._grid(height, width)
-        return rows_of_windows * cols_of_windows * self.window**2
-
-    def padded_size(self, height: int, width: int) -> tuple[int, int]:
-        rows_of_windows, cols_of_windows = self._grid(height, width)
-        return rows_of_windows * self.window, cols_of_windows * self.window
-
-    def paths(self, height: int, width: int) -> torch.Tensor:
-        """``(K, L)`` int32 pixel indices of the padded map in each direction's order (:meth:`unfold`)."""
-        padded = self.padded_size(height, width)
-        return self.unfold(torch.arange(padded[0] * padded[1], dtype=torch.int32).view(1, 1, *padded))[0, :, 0]
-
-    def fold_pixels(self, ys: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """:meth:`fold` for outputs already in pixel order: ``(B, K, D, H', W')`` on the padded
-        map → cropped, gated per direction and summed, ``(B, D, H, W)``."""
-        batch, directions, dim = ys.shape[:3]
-        cropped = ys[..., :height, :width]
-        gates = self.attn.gate(cropped.reshape(batch * directions, dim, height, width)).view(batch, directions, dim)
-        out = cropped[:, 0] * gates[:, 0, :, None, None]
-        for k in range(1, directions):
-            out = out.addcmul_(cropped[:, k], gates[:, k, :, None, None])
-        return out
-
-    def unfold(self, x: torch.Tensor) -> torch.Tensor:
-        batch, dim, height, width = x.shape
-        w = self.window
-        rows_of_windows, cols_of_windows = self._grid(height, width)
-        x = F.pad(x, (0, cols_of_windows * w - width, 0, rows_of_windows * w - height))
-        windows = x.view(batch, dim, rows_of_windows, w, cols_of_windows, w)
-        rows = windows.permute(0, 1, 2, 4, 3, 5).flatten(2)  # window row, window col, row, col
-        cols = windows.permute(0, 1, 4, 2, 5, 3).flatten(2)  # window col, window row, col, row
-        return torch.stack([rows, cols, rows.flip(-1), cols.flip(-1)], dim=1)
-
-    def fold(self, ys: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        batch, _, dim, _ = ys.shape
-        w = self.window
-        rows_of_windows, cols_of_windows = self._grid(height, width)
-        padded = (batch, dim, rows_of_windows * w, cols_of_windows * w)
-        rows = (ys[:, 0], ys[:, 2].flip(-1))
-        cols = (ys[:, 1], ys[:, 3].flip(-1))
-        maps = [y.view(batch, dim, rows_of_windows, cols_of_windows, w, w).permute(0, 1, 2, 4, 3, 5).reshape(padded)
-                for y in rows]
-        maps += [y.view(batch, dim, cols_of_windows, rows_of_windows, w, w).permute(0, 1, 3, 5, 2, 4).reshape(padded)
-                 for y in cols]
-        return sum(self.attn(y[:, :, :height, :width]) for y in maps)
-
-
-# ---------------------------------------------------------------------------------------------
-
-
 class SS2D(nn.Module):
     """2D selective scan (VMamba Sec. 3.2, ``forward_type="v05_noz"``: no gate branch).
 
@@ -214,7 +57,8 @@ class SS2D(nn.Module):
 
     On CPU with numba (``scan_backend`` auto or torch, ``fused_scan`` true) the K sequences are
     not materialised: the projections run on the map in pixel order and one compiled kernel
-    scans the K paths through it and merges them (:mod:`iqa.ops.scan_cross_numba`); same result.
+    scans the K paths through it and merges them (:mod:`iqa.ops.scan_cross_numba`; the local
+    scan's gates and gated merge: :mod:`iqa.ops.local_gate_numba`); same result.
     """
 
     def __init__(
@@ -292,7 +136,12 @@ class SS2D(nn.Module):
         if (padded_h, padded_w) != (height, width):
             x = F.pad(x, (0, padded_w - width, 0, padded_h - height))
         xs = x.flatten(2)  # (B, D, P)
-        projected = torch.matmul(self.x_proj_weight.flatten(0, 1), xs).view(batch, DIRECTIONS, -1, xs.shape[-1])
+        # x_proj as one (B·P, D) × (D, K·(R + 2N)) product on the pixel-major view, which is free for
+        # channels-last maps (LayerNorm2d's output keeps that layout through in_proj and conv2d)
+        pixels_last = x.permute(0, 2, 3, 1).reshape(-1, dim)
+        projected = (pixels_last @ self.x_proj_weight.flatten(0, 1).T).view(batch, -1, DIRECTIONS,
+                                                                             self.x_proj_weight.shape[1])
+        projected = projected.permute(0, 2, 3, 1)  # (B, K, R + 2N, P)
         dts, Bs, Cs = torch.split(projected, [self.dt_rank, self.d_state, self.d_state], dim=2)
         merge = isinstance(self.scan, CrossScan)
         ys = directional_scan_numba(

@@ -30,6 +30,7 @@ class CNNIQA(IQAModel):
             nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, 1),
         )
+        self.head = None  # no separate regression head: the regressor is most of the model
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = self.conv(images).flatten(2)

@@ -12,10 +12,9 @@ import torch.nn as nn
 
 from iqa.models.base import ConfigurationError, IQAModel
 from iqa.models.baselines.vit_tuners import add_adapters, add_deep_prompts, add_lora
-from iqa.models.pretrained import load_pretrained, resolve_pretrained, timm_normalisation
+from iqa.models.pretrained import VIT_NAMES, load_pretrained, resolve_pretrained, timm_normalization
 from iqa.registry import register_model
 
-VIT_NAMES = {size: f"vit_{size}_patch16_224" for size in ("tiny", "small", "base")}
 SWIN_NAMES = {size: f"swin_{size}_patch4_window7_224" for size in ("tiny", "small", "base")}
 
 
@@ -48,7 +47,7 @@ class TimmRegressor(IQAModel):
         if tuning not in self.tunings:
             raise ConfigurationError(f"model.tuning={tuning!r}: {type(self).__name__} offers {', '.join(self.tunings)}")
         pretrained = resolve_pretrained(arch, pretrained)
-        super().__init__(*timm_normalisation(arch, pretrained), fixed_input_size)
+        super().__init__(*timm_normalization(arch, pretrained), fixed_input_size)
         backbone = timm.create_model(arch, pretrained=False, num_classes=0, **timm_kwargs)
         if pretrained:
             load_pretrained(backbone, pretrained, arch)

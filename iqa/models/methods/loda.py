@@ -19,9 +19,8 @@ import torch.nn as nn
 
 from iqa.errors import ConfigurationError
 from iqa.models.base import IMAGENET_MEAN, IMAGENET_STD, IQAModel
-from iqa.models.baselines.timm_regressor import VIT_NAMES
 from iqa.models.methods.loda_blocks import CosineHead, DistortionInjector, LocalDistortionExtractor
-from iqa.models.pretrained import load_pretrained, timm_normalisation
+from iqa.models.pretrained import VIT_NAMES, load_pretrained, timm_normalization
 from iqa.models.weights import KeyDiff, read_state_dict
 from iqa.registry import register_model
 
@@ -55,9 +54,9 @@ class LoDa(IQAModel):
     """Frozen ViT + frozen CNN + trainable local-distortion injection (Sec. 3).
 
     Args:
-        vit: ``tiny`` / ``small`` / ``base`` (patch 16, 224²) or any timm ViT name
+        size: the ViT: ``tiny`` / ``small`` / ``base`` (patch 16, 224²) or any timm ViT name
             (e.g. ``vit_base_patch16_clip_224`` for CLIP weights).
-        pretrained: ViT weights: ``None`` (random init), a timm tag of ``vit`` found in
+        pretrained: ViT weights: ``None`` (random init), a timm tag of that ViT found in
             the local HF cache (the paper: ``augreg2_in21k_ft_in1k``; also e.g.
             ``augreg_in1k``, ``augreg_in21k``, ``mae``) or a local weights file.
         vit_embed_dim, vit_depth, vit_num_heads: override the ViT's sizes (tiny tests).
@@ -73,7 +72,7 @@ class LoDa(IQAModel):
             and re-normalises the CNN's input to the CNN's.
         cnn_bn_train_mode: ``True`` (official) lets the frozen CNN's BatchNorm running
             statistics update in train mode; ``False`` keeps the CNN in eval mode.
-        checkpoint: a complete state dict with the official key names (a path or a dict),
+        weights: a complete state dict with the official key names (a path or a dict),
             loaded after the pretrained weights.
         injection: ``cross_attention`` (LoDa: an injector before every block, eqs. 2–4) or
             ``tokens`` (Table 7's ablation "ViT + extractor": the distortion tokens, projected to
@@ -82,7 +81,7 @@ class LoDa(IQAModel):
 
     def __init__(
         self,
-        vit: str = "base",
+        size: str = "base",
         pretrained: str | None = None,
         vit_embed_dim: int | None = None,
         vit_depth: int | None = None,
@@ -95,19 +94,19 @@ class LoDa(IQAModel):
         dropout: float = 0.1,
         normalize: str = "imagenet",
         cnn_bn_train_mode: bool = True,
-        checkpoint: str | Path | Mapping[str, torch.Tensor] | None = None,
+        weights: str | Path | Mapping[str, torch.Tensor] | None = None,
         injection: str = "cross_attention",
     ) -> None:
         if injection not in ("cross_attention", "tokens"):
             raise ConfigurationError(f"model.injection must be 'cross_attention' or 'tokens', got {injection!r}")
         if normalize not in ("imagenet", "vit"):
             raise ConfigurationError(f"model.normalize must be 'imagenet' or 'vit', got {normalize!r}")
-        vit_name = VIT_NAMES.get(vit, vit)
+        vit_name = VIT_NAMES.get(size, size)
         if normalize == "imagenet":  # the official code: both branches get ImageNet-normalised images
             mean, std = cnn_mean, cnn_std = IMAGENET_MEAN, IMAGENET_STD
         else:  # each branch gets the normalisation of its own pretraining
-            mean, std = timm_normalisation(vit_name, pretrained)
-            cnn_mean, cnn_std = timm_normalisation(cnn, cnn_pretrained)
+            mean, std = timm_normalization(vit_name, pretrained)
+            cnn_mean, cnn_std = timm_normalization(cnn, cnn_pretrained)
         sizes = {"embed_dim": vit_embed_dim, "depth": vit_depth, "num_heads": vit_num_heads}
         backbone = timm.create_model(vit_name, num_classes=0, **{k: v for k, v in sizes.items() if v is not None})
         super().__init__(mean, std, fixed_input_size=backbone.patch_embed.img_size[0])
@@ -139,8 +138,8 @@ class LoDa(IQAModel):
             self.token_projection = nn.Linear(latent_dim, embed_dim)
         self.dropout = nn.Dropout(dropout)
         self.head = CosineHead(self.vit.num_features)
-        if checkpoint is not None:
-            state = checkpoint if isinstance(checkpoint, Mapping) else read_state_dict(checkpoint)
+        if weights is not None:
+            state = weights if isinstance(weights, Mapping) else read_state_dict(weights)
             self.load_official_state_dict(state)
 
     def frozen_parts(self) -> list[nn.Module]:
@@ -151,18 +150,29 @@ class LoDa(IQAModel):
         own = self.state_dict()
         ours = {official_key(key): key for key in own}
         KeyDiff.of(state, {official: own[key] for official, key in ours.items()}).check(
-            "the checkpoint", "this LoDa configuration", "check the vit/cnn/size arguments")
+            "model.weights", "this LoDa configuration", "check the size/cnn/vit_* arguments")
         self.load_state_dict({ours[k]: v for k, v in state.items()})
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        distortion_tokens = self.extractor(self.cnn(images * self.cnn_input_scale + self.cnn_input_shift))
+    def block_outputs(self, images: torch.Tensor, inject: bool = True) -> list[torch.Tensor]:
+        """The ViT tokens ``(B, T, C)`` after each block; ``inject=False`` runs the plain frozen ViT
+        (Figs. 6 and 7 compare the two, :mod:`iqa.analysis.features`)."""
         vit = self.vit
         x = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
-        if self.injection == "tokens":
-            n_vit_tokens = x.shape[1]
-            x = vit.blocks(torch.cat([x, self.token_projection(distortion_tokens)], dim=1))[:, :n_vit_tokens]
-        else:
-            for block, injector, scale in zip(vit.blocks, self.injectors, self.injection_scale, strict=True):
-                x = block(x + injector(x, distortion_tokens) * scale)  # eq. 4, CLS token included
-        features = vit.forward_head(vit.norm(x), pre_logits=True)  # the CLS token for timm's ViTs
+        n_vit_tokens = x.shape[1]
+        if inject:
+            distortion_tokens = self.extractor(self.cnn(images * self.cnn_input_scale + self.cnn_input_shift))
+            if self.injection == "tokens":  # Table 7: the extractor's tokens join the ViT's sequence
+                x = torch.cat([x, self.token_projection(distortion_tokens)], dim=1)
+        outputs = []
+        for index, block in enumerate(vit.blocks):
+            if inject and self.injection == "cross_attention":  # eq. 4, CLS token included
+                x = x + self.injectors[index](x, distortion_tokens) * self.injection_scale[index]
+            x = block(x)
+            outputs.append(x[:, :n_vit_tokens])
+        return outputs
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        vit = self.vit
+        tokens = self.block_outputs(images)[-1]
+        features = vit.forward_head(vit.norm(tokens), pre_logits=True)  # the CLS token for timm's ViTs
         return self.head(self.dropout(features)).squeeze(-1)

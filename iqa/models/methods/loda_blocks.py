@@ -8,9 +8,9 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import Mlp
 
 from iqa.errors import ConfigurationError
-from timm.layers import Mlp
 
 
 def distortion_branch(in_channels: int, latent_dim: int, grid_size: int) -> nn.Sequential:

@@ -66,7 +66,7 @@ class QMamba(IQAModel):
         scan: ``cross`` (QMamba, VMamba's four-way scan) or ``local`` (LQMamba).
         pretrained: a local VMamba ImageNet checkpoint (``.pth`` with a ``model`` entry, or
             ``.safetensors``); nothing is downloaded.
-        checkpoint: a local state dict with VMamba's key names (e.g. a trained QMamba), loaded
+        weights: a local state dict with VMamba's key names (e.g. a trained QMamba), loaded
             after ``pretrained``.
         init_from: a previous run's checkpoint (``train.py``'s ``.ckpt``) whose backbone and head
             start this model, e.g. a source-domain run before prompt tuning on a target
@@ -74,28 +74,39 @@ class QMamba(IQAModel):
         strict: refuse weights whose keys do not fit (the 1000-class ImageNet head, and the
             local-scan gates missing from a VMamba checkpoint, are expected and allowed).
         scan_backend: ``auto`` | ``cuda`` | ``torch``, for :func:`iqa.ops.selective_scan`.
+        tuning: ``full`` trains everything; ``linear_probe`` freezes all but the head and keeps the
+            backbone in eval mode (Table 3's "linear probe").
         **vmamba_kwargs: VMamba's constructor arguments (``depths``, ``dims``, ``ssm_d_state``,
             ``ssm_ratio``, ``mlp_ratio``, ``drop_path_rate``, ``num_classes``, ``window_sizes``, …;
             see :class:`VSSM`), overriding the size's.
     """
+
+    tunings = ("full", "linear_probe")
 
     def __init__(
         self,
         size: str = "tiny",
         scan: str = "cross",
         pretrained: str | Path | None = None,
-        checkpoint: str | Path | Mapping[str, torch.Tensor] | None = None,
+        weights: str | Path | Mapping[str, torch.Tensor] | None = None,
         init_from: str | Path | None = None,
         strict: bool = True,
         scan_backend: str = "auto",
+        tuning: str = "full",
         **vmamba_kwargs,
     ) -> None:
         if size not in SIZES:
             raise ConfigurationError(f"model.size={size!r}: choose one of {', '.join(SIZES)}")
+        if tuning not in self.tunings:
+            raise ConfigurationError(f"model.tuning={tuning!r}: {type(self).__name__} offers {', '.join(self.tunings)}")
         # Any input side works: the local scan zero-pads maps its windows do not tile.
         super().__init__(IMAGENET_MEAN, IMAGENET_STD, fixed_input_size=None)
         config = {**SIZES[size], "num_classes": 1, "drop_path_rate": 0.1, **vmamba_kwargs}
         self.backbone = VSSM(scan=scan, scan_backend=scan_backend, **config)
+        self.frozen_backbone = tuning == "linear_probe"
+        if self.frozen_backbone:
+            self.backbone.requires_grad_(False)
+            self.head.requires_grad_(True)
         if pretrained is not None:
             if not is_weights_file(str(pretrained)):
                 raise PretrainedWeightsError(
@@ -103,8 +114,8 @@ class QMamba(IQAModel):
                     "from the MzeroMiko/VMamba releases (e.g. vssm_small_0229_ckpt_epoch_222.pth for size=small) "
                     "and pass its path (docs/weights_and_data.md#vmamba-checkpoints-qmamba)")
             self.load_vmamba(pretrained, strict)
-        if checkpoint is not None:
-            self.load_vmamba(checkpoint, strict)
+        if weights is not None:
+            self.load_vmamba(weights, strict)
         if init_from is not None:
             self.load_vmamba(backbone_of_run(init_from), strict)
 
@@ -141,6 +152,9 @@ class QMamba(IQAModel):
                             "shape (%s)%s", name, len(missing), missing[:5], len(unexpected), unexpected[:5],
                             len(wrong_shape), wrong_shape[:5], "; classifier head dropped" if dropped_head else "")
         return report
+
+    def frozen_parts(self) -> list[torch.nn.Module]:
+        return [self.backbone] if self.frozen_backbone else []  # its head, a Linear, acts the same in eval
 
     @property
     def stage_channels(self) -> list[int]:

@@ -21,10 +21,6 @@ import torch.nn as nn
 from iqa.models.base import ConfigurationError
 
 IMAGE_PLACEHOLDER = "<|image|>"
-# mPLUG-Owl2's conversation template with the visual-prompt paper's instruction.
-RATE_PROMPT = "USER: <|image|>Rate the technical quality of the image. ASSISTANT:"
-# Q-Align's scoring prompt: the next word completes "The quality of the image is ...".
-QALIGN_PROMPT = "USER: How would you rate the quality of this image?\n<|image|>\nASSISTANT: The quality of the image is"
 QALIGN_LEVELS = {"excellent": 1.0, "good": 0.75, "fair": 0.5, "poor": 0.25, "bad": 0.0}
 
 
@@ -44,16 +40,29 @@ def parse_score_type(score_type: str) -> dict[str, float]:
     return {**{w: 1.0 for w in positive}, **{w: 0.0 for w in negative}}
 
 
-def default_prompt(score_type: str) -> str:
-    """The text each score type was designed with (``model.prompt_text`` overrides it)."""
-    return QALIGN_PROMPT if score_type == "qalign5" else RATE_PROMPT
-
-
 def chat_turn(score_type: str) -> tuple[str, str]:
-    """The same texts for a chat template: the user's question and the start of the answer."""
+    """The question and answer start each score type was designed with, for a chat template
+    (vp_mllm; ``model.question`` / ``model.answer_prefix`` override them)."""
     if score_type == "qalign5":
         return "How would you rate the quality of this image?", "The quality of the image is"
     return "Rate the technical quality of the image.", ""
+
+
+def mplug_turn(score_type: str) -> tuple[str, str]:
+    """The same for mPLUG-Owl2 (vp_mplug), the question with its ``<|image|>``: the
+    visual-prompt paper's instruction, or Q-Align's (the next word completes "The quality of
+    the image is ...")."""
+    if score_type == "qalign5":
+        return "How would you rate the quality of this image?\n<|image|>\n", "The quality of the image is"
+    return "<|image|>Rate the technical quality of the image.", ""
+
+
+def mplug_owl2_text(question: str, answer_prefix: str) -> str:
+    """mPLUG-Owl2's conversation text for one user turn and the start of the answer."""
+    if question.count(IMAGE_PLACEHOLDER) != 1:
+        raise ConfigurationError(f"model.question must contain {IMAGE_PLACEHOLDER} exactly once: {question!r}")
+    return ("USER: " + question + ("" if question.endswith("\n") else " ") + "ASSISTANT:"
+            + (" " + answer_prefix if answer_prefix else ""))
 
 
 def rating_token_id(tokenizer, word: str) -> int:
@@ -96,7 +105,7 @@ def tokenize_with_image(tokenizer, text: str, image_token_index: int) -> list[in
     """Token ids of ``text`` with ``image_token_index`` where ``<|image|>`` stands, as mPLUG-Owl2's
     ``tokenizer_image_token`` builds them: each piece tokenized on its own, one BOS at the start."""
     if text.count(IMAGE_PLACEHOLDER) != 1:
-        raise ConfigurationError(f"model.prompt_text must contain {IMAGE_PLACEHOLDER} exactly once: {text!r}")
+        raise ConfigurationError(f"model.question must contain {IMAGE_PLACEHOLDER} exactly once: {text!r}")
     before, after = text.split(IMAGE_PLACEHOLDER)
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     pieces = [tokenizer.encode(piece, add_special_tokens=False) if piece else [] for piece in (before, after)]

@@ -21,11 +21,12 @@ from iqa.models.methods.quality_readout import QualityReadout, chat_turn
 from iqa.registry import register_model
 
 
-def _square_side(pixel_values: torch.Tensor, hf_id: str) -> int:
+def _square_side(pixel_values: torch.Tensor, hf_folder: str) -> int:
     """The side of the processor's (1, 3, S, S) output; other layouts cannot take a pixel prompt."""
     if pixel_values.dim() != 4 or pixel_values.shape[1] != 3 or pixel_values.shape[2] != pixel_values.shape[3]:
         raise ConfigurationError(
-            f"model.hf_id={hf_id}: its processor gives pixel_values of shape {tuple(pixel_values.shape)}, not one "
+            f"model.hf_folder={hf_folder}: its processor gives pixel_values of shape "
+            f"{tuple(pixel_values.shape)}, not one "
             "square (1, 3, S, S) image, so a pixel prompt cannot be placed (e.g. Qwen2-VL's patch sequences or "
             "multi-tile inputs); use a LLaVA-style model, or turn image splitting off in its processor config")
     return int(pixel_values.shape[-1])
@@ -36,7 +37,7 @@ class VisualPromptMLLM(IQAModel):
     """A frozen image-text-to-text model scoring normalised ``(B, 3, S, S)`` images.
 
     Args:
-        hf_id: local folder or HF-cache id (nothing is downloaded).
+        hf_folder: a local folder, or the id of one already in the HF cache (nothing is downloaded).
         quality_score_type: rating-word readout (see :mod:`iqa.models.methods.quality_readout`).
         question: the user turn's text; default: the score type's own.
         answer_prefix: text the assistant turn starts with (Q-Align's "The quality of the image is").
@@ -48,17 +49,17 @@ class VisualPromptMLLM(IQAModel):
 
     def __init__(
         self,
-        hf_id: str | Path,
+        hf_folder: str | Path,
         quality_score_type: str = "good+fine_vs_poor+bad",
         question: str | None = None,
         answer_prefix: str | None = None,
         dtype: str = "bfloat16",
         gradient_checkpointing: bool = True,
     ) -> None:
-        if hf_id is None:
-            raise ConfigurationError("model=vp_mllm needs model.hf_id=<local folder or cached HF id> "
+        if hf_folder is None:
+            raise ConfigurationError("model=vp_mllm needs model.hf_folder=<local folder or cached HF id> "
                                      "(docs/weights_and_data.md#vp_mllm-models)")
-        processor = AutoProcessor.from_pretrained(str(hf_id), local_files_only=True)
+        processor = AutoProcessor.from_pretrained(str(hf_folder), local_files_only=True)
         default_question, default_prefix = chat_turn(quality_score_type)
         messages = [{"role": "user", "content": [{"type": "image"},
                                                  {"type": "text", "text": question or default_question}]}]
@@ -69,12 +70,13 @@ class VisualPromptMLLM(IQAModel):
         side = side.get("height") or side.get("shortest_edge") or side.get("longest_edge")
         encoded = processor(text=text, images=Image.new("RGB", (side, side)), return_tensors="pt")
         super().__init__(tuple(image_processor.image_mean), tuple(image_processor.image_std),
-                         fixed_input_size=_square_side(encoded["pixel_values"], str(hf_id)))
-        backbone = AutoModelForImageTextToText.from_pretrained(str(hf_id), local_files_only=True,
+                         fixed_input_size=_square_side(encoded["pixel_values"], str(hf_folder)))
+        backbone = AutoModelForImageTextToText.from_pretrained(str(hf_folder), local_files_only=True,
                                                                dtype=torch_dtype(dtype))
         if gradient_checkpointing:  # renamed activation_checkpointing_enable in later transformers 5 releases
             getattr(backbone, "activation_checkpointing_enable", backbone.gradient_checkpointing_enable)()
         self.backbone = mark_weights_loaded(backbone).requires_grad_(False).eval()
+        self.head = None  # scores are read from rating words
         self.readout = QualityReadout(quality_score_type, processor.tokenizer)
         self.register_buffer("input_ids", encoded["input_ids"], persistent=False)
 
@@ -84,6 +86,7 @@ class VisualPromptMLLM(IQAModel):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         input_ids = self.input_ids.expand(len(images), -1)
         pixel_values = images.to(next(self.backbone.parameters()).dtype)
-        output = self.backbone(input_ids=input_ids, pixel_values=pixel_values, attention_mask=torch.ones_like(input_ids),
+        output = self.backbone(input_ids=input_ids, pixel_values=pixel_values,
+                               attention_mask=torch.ones_like(input_ids),
                                logits_to_keep=1, use_cache=False)
         return self.readout(output.logits[:, -1])

@@ -3,27 +3,30 @@
 :class:`StylePrompt` is QMamba's StylePrompt tuning (Guan et al., Sec. 3.2): per stage, N
 learnable prompt components are mixed with weights predicted from the stage's features, and the
 fused prompt sets the channels' mean and variance ("style"). :class:`ScaleShiftPrompt` is the
-SSF baseline of the paper's Table 4 (Lian et al., NeurIPS 2022) at the same stage outputs;
-:class:`LinearProbe` trains only the head of the frozen model.
+SSF baseline of the paper's Table 4 (Lian et al., NeurIPS 2022) at the same stage outputs.
 
-Both are called by the backbone as ``stage_hook(i, features)`` (see
-:class:`iqa.models.pipeline.ScoringPipeline`) and start as the identity, so the frozen model is
-unchanged at step 0. The channel widths are known only once the model exists: the pipeline calls
-:meth:`FeaturePrompt.bind` with the model's ``stage_channels``.
+The backbone calls them as ``stage_hook(i, features)`` and they start as the identity, so the
+frozen model is unchanged at step 0. :meth:`FeaturePrompt.bind` builds one module per stage of
+the model's ``stage_channels``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from iqa.models.base import ConfigurationError
+from iqa.models.base import ConfigurationError, IQAModel
+from iqa.models.prompts.base import Prompt
+
+if TYPE_CHECKING:
+    from iqa.models.backbones.vmamba import StageHook
 
 
-class FeaturePrompt(nn.Module):
+class FeaturePrompt(Prompt):
     """Base class: per-stage modules built by :meth:`bind`, applied by :meth:`forward`.
 
     Args:
@@ -31,20 +34,29 @@ class FeaturePrompt(nn.Module):
         freeze_model: freeze the backbone (always, for a prompt).
     """
 
-    needs_stage_hook = True
-
     def __init__(self, tune_head: bool = False, freeze_model: bool = True) -> None:
-        super().__init__()
-        self.tune_head = tune_head
-        self.freeze_model = freeze_model
+        super().__init__(freeze_model, tune_head)
         self.stages = nn.ModuleList()
 
-    def bind(self, stage_channels: Sequence[int]) -> None:
+    def bind(self, model: IQAModel, input_size: int | None) -> None:
+        """One module per stage of ``model.stage_channels``; refused for a model without stages."""
+        if model.stage_channels is None:
+            raise ConfigurationError(
+                f"prompt={type(self).__name__} modulates the stages of a hierarchical backbone, but "
+                f"model={type(model).__name__} exposes no stages; use model=qmamba")
+        self.build(model.stage_channels)
+
+    def build(self, stage_channels: Sequence[int]) -> None:
         """Build one module per stage for these channel widths."""
         self.stages = nn.ModuleList(self.stage_module(i, c) for i, c in enumerate(stage_channels))
 
     def stage_module(self, index: int, channels: int) -> nn.Module:
         raise NotImplementedError
+
+    @property
+    def stage_hook(self) -> StageHook:
+        """This prompt: ``self(i, features)`` modulates stage ``i``."""
+        return self
 
     def forward(self, stage: int, features: torch.Tensor) -> torch.Tensor:
         return self.stages[stage](features)
@@ -103,11 +115,11 @@ class StylePrompt(FeaturePrompt):
         self.spatial_size = spatial_size
         self.prompt_dim = prompt_dim
 
-    def bind(self, stage_channels: Sequence[int]) -> None:
+    def build(self, stage_channels: Sequence[int]) -> None:
         if not isinstance(self.spatial_size, int) and len(self.spatial_size) != len(stage_channels):
             raise ConfigurationError(f"prompt.spatial_size={list(self.spatial_size)} needs one side per stage "
                                      f"({len(stage_channels)} stages) or a single int")
-        super().bind(stage_channels)
+        super().build(stage_channels)
 
     def stage_module(self, index: int, channels: int) -> nn.Module:
         side = self.spatial_size if isinstance(self.spatial_size, int) else self.spatial_size[index]
@@ -131,14 +143,3 @@ class ScaleShiftPrompt(FeaturePrompt):
 
     def stage_module(self, index: int, channels: int) -> nn.Module:
         return ChannelScaleShift(channels)
-
-
-class LinearProbe(FeaturePrompt):
-    """No prompt: the frozen backbone with only its regression head trained (Table 3's
-    "linear probe" for the transferable task)."""
-
-    def __init__(self, freeze_model: bool = True) -> None:
-        super().__init__(tune_head=True, freeze_model=freeze_model)
-
-    def stage_module(self, index: int, channels: int) -> nn.Module:
-        return nn.Identity()

@@ -1,5 +1,6 @@
 """Tiny random vision-language models saved as local folders, with a tokenizer that knows the
-rating words: what the visual-prompt tests load instead of a 7B download."""
+rating words: what the visual-prompt tests, smoke runs and benchmarks load instead of a 7B
+download (as timm ships ``test_*`` models). Nothing here is downloaded."""
 
 from __future__ import annotations
 
@@ -8,6 +9,18 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    CLIPImageProcessor,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
+)
+
+from iqa.models.mplug_owl2 import MplugOwl2Config, MplugOwl2ForCausalLM
 
 RATING_WORDS = ("good", "fine", "poor", "bad", "high", "low", "excellent", "fair")
 PROMPT_WORDS = ("USER:", "ASSISTANT:", "Rate", "the", "technical", "quality", "of", "image.", "How", "would",
@@ -28,9 +41,6 @@ MPLUG_CONFIG = {  # mPLUG-Owl2 (LLaMA-2) with a 28² vision tower and 5 visual t
 
 def save_word_tokenizer(folder: Path, extra_words: tuple[str, ...] = ()):
     """A word-level SentencePiece-style tokenizer ("▁word" pieces; unknown words → <unk>)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     words = dict.fromkeys(PROMPT_WORDS + RATING_WORDS + extra_words)
     vocab = {token: i for i, token in enumerate(["<unk>", "<s>", "</s>", *(f"▁{w}" for w in words)])}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -44,8 +54,6 @@ def save_word_tokenizer(folder: Path, extra_words: tuple[str, ...] = ()):
 
 def save_tiny_mplug_owl2(folder: Path, seed: int = 0) -> Path:
     """A random tiny mPLUG-Owl2 as an official folder: config.json, model.safetensors, tokenizer."""
-    from iqa.models.mplug_owl2 import MplugOwl2Config, MplugOwl2ForCausalLM
-
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = MplugOwl2ForCausalLM(MplugOwl2Config.from_dict(MPLUG_CONFIG))
@@ -65,9 +73,6 @@ CHAT_TEMPLATE = (  # LLaVA-1.5's layout: "USER: <image>\n{question} ASSISTANT:"
 def save_tiny_llava(folder: Path, seed: int = 0) -> Path:
     """A random tiny LLaVA (CLIP vision tower at 28², LLaMA) with its processor, saved with
     ``save_pretrained`` as a transformers image-text-to-text folder."""
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
-
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = save_word_tokenizer(folder)
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
