@@ -105,6 +105,23 @@ def test_a_stored_config_with_old_keys_is_upgraded():
     assert upgrade_stored_config(resnet) == resnet  # model.checkpoint is renamed only for the models that had it
 
 
+def test_a_resumed_run_from_before_a_rename_continues_with_the_new_keys(tmp_path):
+    from omegaconf import OmegaConf
+
+    from iqa.run_folder import resumed_config
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")  # only its presence is checked here
+    stored = old_config({"_target_": MODEL_TARGETS["loda"], "vit": "tiny"}, None,
+                        {"datasets": ["koniq"], "test_on": [], "root": "/k", "roots": {}})
+    (run / "resolved_config.yaml").write_text(OmegaConf.to_yaml({**stored, "paths": {"output_dir": str(run)}}))
+    resumed = resumed_config(OmegaConf.create({"resume": str(run), "data": {"roots": {"koniq": "/moved"}}}),
+                             ["resume=" + str(run), "data.roots.koniq=/moved"])
+    assert OmegaConf.to_container(resumed.model) == {"_target_": MODEL_TARGETS["loda"], "size": "tiny"}
+    assert OmegaConf.to_container(resumed.data.roots) == {"koniq": "/moved"} and "root" not in resumed.data
+
+
 @pytest.mark.parametrize(("text", "question", "prefix"), [
     (RATE_PROMPT, "<|image|>Rate the technical quality of the image.", ""),
     ("USER: How would you rate the quality of this image?\n<|image|>\nASSISTANT: The quality of the image is",
