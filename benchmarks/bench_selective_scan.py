@@ -69,21 +69,23 @@ def fused_cross_scan(x: dict, groups: int, rank: int) -> tuple[Callable[[], torc
     channels, n_state = dim // groups, x["A"].shape[1]
     paths = CrossScan().paths(int(length**0.5), int(length**0.5))
     g = torch.Generator().manual_seed(1)
-    pixel = {"u": torch.randn(batch, channels, length, generator=g),
-             "ranked": torch.randn(batch, groups, rank, length, generator=g),
+    pixel = {"u": torch.randn(batch, length, channels, generator=g),  # pixel-major, as SS2D gives them
+             "ranked": torch.randn(batch, length, groups, rank, generator=g),
              "dt_weight": torch.randn(groups, channels, rank, generator=g) * rank**-0.5 - 1,
-             "B": torch.randn(batch, groups, n_state, length, generator=g),
-             "C": torch.randn(batch, groups, n_state, length, generator=g)}
+             "B": torch.randn(batch, length, groups, n_state, generator=g),
+             "C": torch.randn(batch, length, groups, n_state, generator=g)}
     index = paths.long()
     with torch.no_grad():  # the same numbers as K sequences for the reference
-        delta = torch.matmul(pixel["dt_weight"], pixel["ranked"])
+        u, B, C = pixel["u"].transpose(1, 2), pixel["B"].permute(0, 2, 3, 1), pixel["C"].permute(0, 2, 3, 1)
+        delta = torch.matmul(pixel["dt_weight"], pixel["ranked"].permute(0, 2, 3, 1))
         out = sequential_reference(
-            torch.cat([pixel["u"][..., index[k]] for k in range(groups)], 1),
+            torch.cat([u[..., index[k]] for k in range(groups)], 1),
             torch.cat([delta[:, k][..., index[k]] for k in range(groups)], 1), x["A"].detach(),
-            torch.stack([pixel["B"][:, k][..., index[k]] for k in range(groups)], 1),
-            torch.stack([pixel["C"][:, k][..., index[k]] for k in range(groups)], 1),
+            torch.stack([B[:, k][..., index[k]] for k in range(groups)], 1),
+            torch.stack([C[:, k][..., index[k]] for k in range(groups)], 1),
             x["D"].detach(), x["delta_bias"].detach())
-        expected = sum(out[:, k * channels:(k + 1) * channels][..., index[k].argsort()] for k in range(groups))
+        expected = sum(out[:, k * channels:(k + 1) * channels][..., index[k].argsort()]
+                       for k in range(groups)).transpose(1, 2)
     leaves = {name: t.requires_grad_() for name, t in pixel.items()}
 
     def scan() -> torch.Tensor:

@@ -185,9 +185,11 @@ def scan_paths(kind: str, height: int, width: int) -> tuple[torch.Tensor, int]:
 
 
 def directional_reference(u, ranked, dt_weight, delta_bias, A, B, C, D, paths, merge):
-    """The fp64 :func:`reference` on the K sequences gathered along ``paths``, put back at their
-    pixels; Δ before bias and softplus is dt_weight · ranked (SS2D's ``dt_projs``)."""
-    delta = torch.matmul(dt_weight.double(), ranked.double())
+    """The fp64 :func:`reference` on the K sequences gathered along ``paths`` from the
+    pixel-major inputs, put back at their pixels; Δ before bias and softplus is dt_weight · ranked
+    (SS2D's ``dt_projs``)."""
+    u, B, C = u.transpose(1, 2), B.permute(0, 2, 3, 1), C.permute(0, 2, 3, 1)  # (batch, [K,] ·, P)
+    delta = torch.matmul(dt_weight.double(), ranked.permute(0, 2, 3, 1).double())
     batch, directions, dim, pixels = delta.shape
     index = paths.long()
     u_seq = torch.cat([u[:, :, index[k]] for k in range(directions)], 1)
@@ -196,27 +198,30 @@ def directional_reference(u, ranked, dt_weight, delta_bias, A, B, C, D, paths, m
     C_seq = torch.stack([C[:, k][:, :, index[k]] for k in range(directions)], 1)
     out, _ = reference(u_seq, delta_seq, A, B_seq, C_seq, D, delta_bias=delta_bias, delta_softplus=True)
     out = out.view(batch, directions, dim, pixels)
-    at_pixels = torch.stack([out[:, k][:, :, index[k].argsort()] for k in range(directions)], 1)
+    at_pixels = torch.stack([out[:, k][:, :, index[k].argsort()] for k in range(directions)], 1).transpose(2, 3)
     return at_pixels.sum(1) if merge else at_pixels
 
 
 @needs_numba
 @pytest.mark.parametrize("merge", [True, False], ids=["merged", "per-direction"])
 @pytest.mark.parametrize("n_state", [1, 16])
+@pytest.mark.parametrize("dim", [3, 24, 32])
 @pytest.mark.parametrize("kind, height, width", [("cross", 5, 7), ("cross", 4, 6), ("local", 5, 3), ("random", 3, 4)])
-def test_fused_directional_scan_matches_reference(kind, height, width, n_state, merge):
+def test_fused_directional_scan_matches_reference(kind, height, width, n_state, merge, dim):
+    """Against the fp64 reference, with channel blocks of several widths (the kernels take one
+    block of a power-of-two width dividing ``dim`` per task: 1 for dim 3, up to 8 and 16 for 24, 32)."""
     paths, pixels = scan_paths(kind, height, width)
-    batch, dim, directions, rank = 2, 3, 4, 2
+    batch, directions, rank = 2, 4, 2
     g = torch.Generator().manual_seed(0)
 
     def randn(*shape, scale=1.0):
         return (torch.randn(*shape, generator=g) * scale).requires_grad_()
 
-    inputs = {"u": randn(batch, dim, pixels), "ranked": randn(batch, directions, rank, pixels),
+    inputs = {"u": randn(batch, pixels, dim), "ranked": randn(batch, pixels, directions, rank),
               "dt_weight": randn(directions, dim, rank), "delta_bias": randn(directions * dim, scale=0.5),
               "A": (-torch.rand(directions * dim, n_state, generator=g) - 0.5).requires_grad_(),
-              "B": randn(batch, directions, n_state, pixels, scale=n_state**-0.5),
-              "C": randn(batch, directions, n_state, pixels, scale=n_state**-0.5), "D": randn(directions * dim)}
+              "B": randn(batch, pixels, directions, n_state, scale=n_state**-0.5),
+              "C": randn(batch, pixels, directions, n_state, scale=n_state**-0.5), "D": randn(directions * dim)}
     out = directional_scan_numba(**inputs, paths=paths, merge=merge)
     expected = directional_reference(**inputs, paths=paths, merge=merge)
     assert out.dtype == torch.float32 and out.shape == expected.shape

@@ -10,7 +10,8 @@ stands for 0), softplus and sigmoid within a few float32 ulps (tests/test_select
 Callers compile with ``fastmath=FASTMATH`` (fused multiply-add only, which the polynomials need
 to vectorise well: 0.5 instead of 2–3 ns). Never with reassociation: the round-to-nearest trick in
 :func:`exp32` relies on (x + 1.5·2²³) − 1.5·2²³ not being simplified to x; NaN stays NaN.
-:func:`dot64`, the kernels' float64 row reduction, is compiled apart with reassociation.
+:func:`dot64` (the kernels' float64 row reduction), :func:`sum32` and :func:`dot32` (float32 sums
+over a short row of channels) are compiled apart with reassociation.
 """
 
 from __future__ import annotations
@@ -91,6 +92,14 @@ def sigmoid32(v: float) -> float:
     return s if v >= F32(0.0) else e * s
 
 
+@numba.njit(inline="always")
+def softplus_sigmoid32(v: float) -> tuple[float, float]:
+    """softplus(v) and its derivative sigmoid(v) from one e^{−|v|}."""
+    e = exp32(-abs(v))
+    s = F32(1.0) / (F32(1.0) + e)
+    return (v if v > F32(0.0) else F32(0.0)) + _log1p_unit(e), (s if v >= F32(0.0) else e * s)
+
+
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
 def dot64(a, b) -> float:
     """Σ a·b over two rows, accumulated in float64 (vectorised: reassociation is allowed here,
@@ -98,4 +107,22 @@ def dot64(a, b) -> float:
     total = 0.0
     for p in range(a.size):
         total += numba.float64(a[p]) * b[p]
+    return total
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def sum32(a, count: int) -> float:
+    """Σ a[:count] in float32 (reassociated into vector lanes; for short rows of channels)."""
+    total = F32(0.0)
+    for i in range(count):
+        total += a[i]
+    return total
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def dot32(a, b, count: int) -> float:
+    """Σ a[:count]·b[:count] in float32 (reassociated into vector lanes; for short rows)."""
+    total = F32(0.0)
+    for i in range(count):
+        total += a[i] * b[i]
     return total

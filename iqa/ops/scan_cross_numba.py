@@ -7,198 +7,280 @@ S6 (Gu & Dao 2023, Alg. 2, eqs. 2a–2b, with mamba_ssm's ``delta_softplus``) on
 
 with r_t the rank-R projection of the pixel (``dt_projs_weight`` W_Δ maps it to the channels).
 
-Here nothing is reordered in memory: every input stays in pixel order, ``paths[k, t]`` is the
-pixel that direction k reads at step t (row-/column-major and reversed for the cross scan;
-windows for LQMamba's local scan), and the loops index through it. Per (sample, channel) row
-and direction, Δ is computed once per pixel into a row buffer (R multiply-adds, bias, softplus)
-and exp(Δ A) once per pixel and state, both by vectorised polynomials (:mod:`iqa.ops.fast_math`),
-so the (batch, K, D, L) tensor of Δ never exists in memory; the recurrence then runs
-along the path. The cross scan's merge (sum of the K directions at each pixel, VMamba's
-``CrossMerge``) accumulates in the output row; the local scan keeps the K outputs apart for
-its per-direction gates.
+Nothing is reordered in memory: every tensor is pixel-major (channels last), as SS2D's
+channels-last maps and its ``x_proj`` product give them, and ``paths[k, t]`` is the pixel that
+direction k reads at step t (row-/column-major and reversed for the cross scan; windows for
+LQMamba's local scan). One task owns a block of W neighbouring channels of one sample and walks
+the K paths; at each step it handles the block's W channels together, so every operation,
+the recurrence included, runs across SIMD lanes (W channels are W independent recurrences),
+and the transcendental functions are vectorised polynomials (:mod:`iqa.ops.fast_math`). Δ
+exists only for the block and the step at hand; the cross scan's merge (VMamba's
+``CrossMerge``) accumulates in the output; the local scan keeps the K outputs apart for its
+per-direction gates.
 
-The backward pass is the adjoint of :mod:`iqa.ops.scan_numba` (same equations, λ_t =
-∂loss/∂h_t walked back along the path), plus ∂δ = ∂Δ · sigmoid(δ + bias) for δ = W_Δ r + bias,
-which goes to W_Δ, r and the bias without being stored. Every gradient is written once: ∂u by
-the task that owns the row; the per-row sums ∂A, ∂D, ∂bias, ∂W_Δ and the partial sums of ∂r,
-∂B, ∂C over a part of the channels are added up by torch afterwards (one small reduction; no
-zero-filled per-channel copies of B and C).
+The backward pass walks each path forward once to store the block's states h_t, Δ_t and
+sigmoid(δ_t) (δ = W_Δ r + bias, softplus' = sigmoid), then back with λ_t = ∂loss/∂h_t (the
+adjoint of :mod:`iqa.ops.scan_numba`). Each gradient is written once: ∂u by the task that owns
+the block; per-channel ∂W_Δ, ∂bias, ∂A, ∂D summed over the steps per sample (float32 over 128
+steps, then float64); ∂r, ∂B, ∂C of a pixel as sums over the block's channels, added up over
+the blocks by torch afterwards.
 """
 
 from __future__ import annotations
-
-import math
 
 import numba
 import numpy as np
 import torch
 from numba import prange
 
-from iqa.ops.fast_math import F32, FASTMATH, dot64, exp32, sigmoid32, softplus32
+from iqa.ops.fast_math import F32, FASTMATH, dot32, exp32, softplus32, softplus_sigmoid32
+
+_FLUSH = 128  # steps summed in float32 before the per-channel gradients are added in float64
 
 
-@numba.njit(cache=True, fastmath=FASTMATH)
-def _delta_row(ranked, weight, bias: float, out) -> None:
-    """out = W_Δ r + bias for one channel: ``ranked`` (R, P), ``weight`` (R,)."""
-    out[:] = bias
-    for r in range(weight.size):
-        w, row = weight[r], ranked[r]
-        for p in range(out.size):
-            out[p] += w * row[p]
+@numba.njit(cache=True, inline="always")
+def _load_block(weight, A, bias, D, k, block, w, a, bias_block, D_block) -> None:
+    """The block's per-channel parameters of direction k as small contiguous arrays."""
+    for r in range(w.shape[0]):
+        for j in range(w.shape[1]):
+            w[r, j] = weight[k, r, block, j]
+    for n in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            a[n, j] = A[k, n, block, j]
+    for j in range(bias_block.size):
+        bias_block[j] = bias[k, block, j]
+        D_block[j] = D[k, block, j]
+
+
+@numba.njit(cache=True, inline="always")
+def _preactivation(ranked, b, p, k, w, bias_block, out) -> None:
+    """out = W_Δ r + bias for the block's channels at pixel p (before softplus)."""
+    rank, r = w.shape[0], 0
+    for j in range(out.size):
+        out[j] = bias_block[j]
+    while r + 4 <= rank:  # four ranks per pass over the lanes
+        c0, c1, c2, c3 = ranked[b, p, k, r], ranked[b, p, k, r + 1], ranked[b, p, k, r + 2], ranked[b, p, k, r + 3]
+        for j in range(out.size):
+            out[j] += w[r, j] * c0 + w[r + 1, j] * c1 + w[r + 2, j] * c2 + w[r + 3, j] * c3
+        r += 4
+    for r in range(r, rank):
+        c = ranked[b, p, k, r]
+        for j in range(out.size):
+            out[j] += w[r, j] * c
 
 
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
-def _forward(u, ranked, dt_weight, bias, A, B, C, D, paths, y):
-    """u (batch, dim, P); ranked (batch, K, R, P); dt_weight (K, dim, R); A (K, dim, N); B, C
-    (batch, K, N, P); D, bias (K, dim); paths (K, P); fills y (batch, 1 | K, dim, P) (1: summed)."""
-    batch, dim, pixels = u.shape
-    directions, n_state = A.shape[0], A.shape[2]
+def _forward(u, ranked, weight, bias, A, B, C, D, paths, y):
+    """u (batch, P, blocks, W); ranked (batch, P, K, R); weight (K, R, blocks, W); A (K, N,
+    blocks, W); bias, D (K, blocks, W); B, C (batch, P, K, N); paths (K, P); fills y (batch,
+    1 | K, P, blocks, W) (1: the directions summed)."""
+    batch, pixels, blocks, width = u.shape
+    directions, n_state, rank = A.shape[0], A.shape[1], weight.shape[1]
     merged = y.shape[1] == 1
-    for row in prange(batch * dim):
-        b, d = row // dim, row % dim
-        ur = u[b, d]
-        dt, dtu, decay = np.empty(pixels, F32), np.empty(pixels, F32), np.empty(pixels, F32)
+    for task in prange(batch * blocks):
+        b, block = task // blocks, task % blocks
+        w, a, h = np.empty((rank, width), F32), np.empty((n_state, width), F32), np.empty((n_state, width), F32)
+        bias_block, D_block = np.empty(width, F32), np.empty(width, F32)
+        delta, out = np.empty(width, F32), np.empty(width, F32)
         for k in range(directions):
-            yr, path, D_kd = y[b, 0 if merged else k, d], paths[k], D[k, d]
-            _delta_row(ranked[b, k], dt_weight[k, d], bias[k, d], dt)
-            for p in range(pixels):
-                dt[p] = softplus32(dt[p])
-                dtu[p] = dt[p] * ur[p]
-                yr[p] = D_kd * ur[p] + (yr[p] if merged and k > 0 else F32(0.0))
-            for n in range(n_state):
-                a, Bn, Cn = A[k, d, n], B[b, k, n], C[b, k, n]
-                for p in range(pixels):
-                    decay[p] = exp32(dt[p] * a)
-                h = F32(0.0)
-                for t in range(pixels):
-                    p = path[t]
-                    h = decay[p] * h + dtu[p] * Bn[p]
-                    yr[p] += Cn[p] * h
+            _load_block(weight, A, bias, D, k, block, w, a, bias_block, D_block)
+            h[:] = 0.0
+            yk = 0 if merged else k
+            for t in range(pixels):
+                p = paths[k, t]
+                _preactivation(ranked, b, p, k, w, bias_block, delta)
+                for j in range(width):
+                    delta[j] = softplus32(delta[j])
+                if merged and k > 0:
+                    for j in range(width):
+                        out[j] = D_block[j] * u[b, p, block, j] + y[b, 0, p, block, j]
+                else:
+                    for j in range(width):
+                        out[j] = D_block[j] * u[b, p, block, j]
+                for n in range(n_state):
+                    Bn, Cn = B[b, p, k, n], C[b, p, k, n]
+                    for j in range(width):
+                        state = exp32(delta[j] * a[n, j]) * h[n, j] + delta[j] * u[b, p, block, j] * Bn
+                        h[n, j] = state
+                        out[j] += Cn * state
+                for j in range(width):
+                    y[b, yk, p, block, j] = out[j]
 
 
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
-def _backward(u, ranked, dt_weight, bias, A, B, C, D, paths, grad_y,
-              du, dW_rows, dbias_rows, dA_rows, dD_rows, dr_parts, dB_parts, dC_parts):
-    """Writes du (batch, dim, P), the per-row sums dW_rows (batch, K, dim, R), dbias_rows,
-    dD_rows (batch, K, dim), dA_rows (batch, K, dim, N), and dr_parts (batch, parts, K, R, P),
-    dB_parts, dC_parts (batch, parts, K, N, P): sums over the channels of each part (one task
-    per sample and part)."""
-    batch, dim, pixels = u.shape
-    directions, n_state = A.shape[0], A.shape[2]
-    parts = dB_parts.shape[1]
+def _backward(u, ranked, weight, bias, A, B, C, D, paths, grad_y,
+              du, dW, dbias, dA, dD, dr_parts, dB_parts, dC_parts):
+    """Writes du (like u); per sample dW (batch, K, R, blocks, W), dA (batch, K, N, blocks, W),
+    dbias, dD (batch, K, blocks, W); per block dr_parts (batch, blocks, K, P, R), dB_parts,
+    dC_parts (batch, blocks, K, P, N): sums over the block's channels."""
+    batch, pixels, blocks, width = u.shape
+    directions, n_state, rank = A.shape[0], A.shape[1], weight.shape[1]
     merged = grad_y.shape[1] == 1
-    for task in prange(batch * parts):
-        b, part = task // parts, task % parts
-        first = part * dim // parts
-        dt, sig, dtu = np.empty(pixels, F32), np.empty(pixels, F32), np.empty(pixels, F32)
-        decay, ddt, v = np.empty(pixels, F32), np.empty(pixels, F32), np.empty(pixels, F32)
-        states = np.empty(pixels + 1, F32)  # states[t + 1] = h_t along the path, states[0] = 0
+    for task in prange(batch * blocks):
+        b, block = task // blocks, task % blocks
+        w, a = np.empty((rank, width), F32), np.empty((n_state, width), F32)
+        bias_block, D_block = np.empty(width, F32), np.empty(width, F32)
+        states = np.empty((pixels + 1, n_state, width), F32)  # states[t + 1] = h_t, states[0] = 0
+        deltas, slopes = np.empty((pixels, width), F32), np.empty((pixels, width), F32)
+        lam = np.empty((n_state, width), F32)
+        g, ddelta, du_block = np.empty(width, F32), np.empty(width, F32), np.empty(width, F32)
+        lam_delta = np.empty((pixels, n_state, width), F32)
+        gW, gA = np.empty((rank, width), F32), np.empty((n_state, width), F32)
+        g_bias, gD = np.empty(width, F32), np.empty(width, F32)
+        sum_W, sum_A = np.empty((rank, width)), np.empty((n_state, width))
+        sum_bias, sum_D = np.empty(width), np.empty(width)
         states[0] = 0.0
-        for d in range(first, (part + 1) * dim // parts):
-            ur, dur = u[b, d], du[b, d]
-            for k in range(directions):
-                g, path, D_kd = grad_y[b, 0 if merged else k, d], paths[k], D[k, d]
-                _delta_row(ranked[b, k], dt_weight[k, d], bias[k, d], v)
-                for p in range(pixels):
-                    dt[p], sig[p] = softplus32(v[p]), sigmoid32(v[p])
-                    dtu[p] = dt[p] * ur[p]
-                    dur[p] = g[p] * D_kd + (dur[p] if k > 0 else F32(0.0))
-                dD_rows[b, k, d] = dot64(g, ur)
+        for k in range(directions):
+            _load_block(weight, A, bias, D, k, block, w, a, bias_block, D_block)
+            yk = 0 if merged else k
+            for t in range(pixels):  # forward: Δ, sigmoid(δ) and the states along the path
+                p = paths[k, t]
+                _preactivation(ranked, b, p, k, w, bias_block, g)
+                for j in range(width):
+                    deltas[t, j], slopes[t, j] = softplus_sigmoid32(g[j])
                 for n in range(n_state):
-                    a, Bn, Cn = A[k, d, n], B[b, k, n], C[b, k, n]
-                    dBn, dCn = dB_parts[b, part, k, n], dC_parts[b, part, k, n]
-                    for p in range(pixels):
-                        decay[p] = exp32(dt[p] * a)
-                    h = F32(0.0)
-                    for t in range(pixels):
-                        p = path[t]
-                        h = decay[p] * h + dtu[p] * Bn[p]
-                        states[t + 1] = h
-                    lam, dA = F32(0.0), 0.0
-                    for t in range(pixels - 1, -1, -1):
-                        p = path[t]
-                        lam += g[p] * Cn[p]
-                        d_exponent = lam * states[t] * decay[p]  # ∂loss/∂(Δ_t A_n)
-                        dA += d_exponent * dt[p]
-                        ddt[p] = d_exponent * a + lam * Bn[p] * ur[p] + (ddt[p] if n > 0 else F32(0.0))
-                        dur[p] += lam * dt[p] * Bn[p]
-                        if d == first:
-                            dBn[p] = lam * dtu[p]
-                            dCn[p] = g[p] * states[t + 1]
-                        else:
-                            dBn[p] += lam * dtu[p]
-                            dCn[p] += g[p] * states[t + 1]
-                        lam *= decay[p]
-                    dA_rows[b, k, d, n] = dA
-                dbias_rows[b, k, d] = dot64(ddt, sig)
-                for p in range(pixels):
-                    ddt[p] *= sig[p]  # now ∂loss/∂(W_Δ r + bias)
-                weight = dt_weight[k, d]
-                for r in range(weight.size):
-                    dW_rows[b, k, d, r] = dot64(ddt, ranked[b, k, r])
-                    w, dr = weight[r], dr_parts[b, part, k, r]
-                    for p in range(pixels):
-                        dr[p] = w * ddt[p] + (dr[p] if d != first else F32(0.0))
+                    Bn = B[b, p, k, n]
+                    for j in range(width):
+                        states[t + 1, n, j] = (exp32(deltas[t, j] * a[n, j]) * states[t, n, j]
+                                               + deltas[t, j] * u[b, p, block, j] * Bn)
+            lam[:] = 0.0
+            sum_W[:], sum_A[:], sum_bias[:], sum_D[:] = 0.0, 0.0, 0.0, 0.0
+            for t in range(pixels - 1, -1, -1):  # backward along the path
+                p = paths[k, t]
+                if (pixels - 1 - t) % _FLUSH == 0:
+                    gW[:], gA[:], g_bias[:], gD[:] = 0.0, 0.0, 0.0, 0.0
+                for j in range(width):
+                    g[j] = grad_y[b, yk, p, block, j]
+                    gD[j] += g[j] * u[b, p, block, j]
+                    du_block[j] = g[j] * D_block[j]
+                    ddelta[j] = 0.0
+                for n in range(n_state):
+                    Bn, Cn = B[b, p, k, n], C[b, p, k, n]
+                    for j in range(width):
+                        delta, ub = deltas[t, j], u[b, p, block, j]
+                        decay = exp32(delta * a[n, j])
+                        lam_t = lam[n, j] + g[j] * Cn
+                        d_exponent = lam_t * states[t, n, j] * decay  # ∂loss/∂(Δ_t A_n)
+                        gA[n, j] += d_exponent * delta
+                        ddelta[j] += d_exponent * a[n, j] + lam_t * Bn * ub
+                        du_block[j] += lam_t * delta * Bn
+                        lam_delta[t, n, j] = lam_t * delta  # ∂B_t = Σ_j λ_t Δ_t u_t
+                        lam[n, j] = lam_t * decay
+                for j in range(width):
+                    ddelta[j] *= slopes[t, j]  # now ∂loss/∂δ
+                    slopes[t, j] = ddelta[j]
+                    g_bias[j] += ddelta[j]
+                for r in range(rank):
+                    c = ranked[b, p, k, r]
+                    for j in range(width):
+                        gW[r, j] += ddelta[j] * c
+                if k == 0:
+                    for j in range(width):
+                        du[b, p, block, j] = du_block[j]
+                else:
+                    for j in range(width):
+                        du[b, p, block, j] += du_block[j]
+                if (pixels - 1 - t) % _FLUSH == _FLUSH - 1 or t == 0:
+                    sum_W += gW
+                    sum_A += gA
+                    sum_bias += g_bias
+                    sum_D += gD
+            for t in range(pixels):  # the sums over the block's channels
+                p = paths[k, t]
+                for n in range(n_state):
+                    dB_parts[b, block, k, p, n] = dot32(lam_delta[t, n], u[b, p, block], width)
+                    dC_parts[b, block, k, p, n] = dot32(grad_y[b, yk, p, block], states[t + 1, n], width)
+                for r in range(rank):
+                    dr_parts[b, block, k, p, r] = dot32(w[r], slopes[t], width)
+            dW[b, k, :, block] = sum_W
+            dA[b, k, :, block] = sum_A
+            dbias[b, k, block] = sum_bias
+            dD[b, k, block] = sum_D
 
 
-def _array(tensor: torch.Tensor) -> np.ndarray:
-    """An fp32 C-contiguous numpy view (a copy only where needed) for the kernels."""
-    return tensor.detach().float().contiguous().numpy()
+def _block_width(batch: int, dim: int) -> int:
+    """Channels per task: the widest power of two (≤ 64) dividing ``dim`` that still gives two
+    tasks per thread."""
+    widths = [width for width in (64, 32, 16, 8, 4, 2, 1) if dim % width == 0]
+    enough = [width for width in widths if batch * (dim // width) >= 2 * numba.get_num_threads()]
+    return enough[0] if enough else widths[-1]
+
+
+def _array(tensor: torch.Tensor, *shape: int) -> np.ndarray:
+    """An fp32 C-contiguous numpy array (a copy only where needed), optionally reshaped."""
+    array = tensor.detach().float().contiguous().numpy()
+    return array.reshape(shape) if shape else array
+
+
+class FusedDirectionalScan(torch.autograd.Function):
+    """(u, r, W_Δ, bias, A, B, C, D) → the K directions' S6 outputs, pixel-major; fp32."""
+
+    @staticmethod
+    def forward(ctx, u, ranked, dt_weight, delta_bias, A, B, C, D, paths, merge):
+        batch, pixels, dim = u.shape
+        directions = ranked.shape[2]
+        width = _block_width(batch, dim)
+        blocks = dim // width
+        y = torch.empty(batch, 1 if merge else directions, pixels, dim)
+        _forward(*_kernel_inputs(u, ranked, dt_weight, delta_bias, A, B, C, D, width), _paths(paths),
+                 y.numpy().reshape(batch, -1, pixels, blocks, width))
+        ctx.save_for_backward(u, ranked, dt_weight, delta_bias, A, B, C, D, paths)
+        ctx.width = width
+        return y[:, 0] if merge else y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        u, ranked, dt_weight, delta_bias, A, B, C, D, paths = ctx.saved_tensors
+        batch, pixels, dim = u.shape
+        directions, rank, n_state = ranked.shape[2], ranked.shape[3], A.shape[1]
+        width = ctx.width
+        blocks = dim // width
+        du = torch.empty(u.shape)
+        dW, dA = torch.empty(batch, directions, rank, dim), torch.empty(batch, directions, n_state, dim)
+        dbias, dD = torch.empty(batch, directions, dim), torch.empty(batch, directions, dim)
+        dr_parts = torch.empty(batch, blocks, directions, pixels, rank)
+        dB_parts, dC_parts = (torch.empty(batch, blocks, directions, pixels, n_state) for _ in range(2))
+        grad_y = grad_y[:, None] if grad_y.dim() == 3 else grad_y
+        _backward(*_kernel_inputs(u, ranked, dt_weight, delta_bias, A, B, C, D, width), _paths(paths),
+                  _array(grad_y, batch, -1, pixels, blocks, width), du.numpy().reshape(batch, pixels, blocks, width),
+                  dW.numpy().reshape(batch, directions, rank, blocks, width),
+                  dbias.numpy().reshape(batch, directions, blocks, width),
+                  dA.numpy().reshape(batch, directions, n_state, blocks, width),
+                  dD.numpy().reshape(batch, directions, blocks, width), dr_parts.numpy(), dB_parts.numpy(),
+                  dC_parts.numpy())
+
+        def pixel_major(parts: torch.Tensor) -> torch.Tensor:  # (batch, blocks, K, P, ·) → (batch, P, K, ·)
+            return parts.sum(1).transpose(1, 2)
+
+        return (du, pixel_major(dr_parts), dW.sum(0).transpose(1, 2), dbias.sum(0).view(delta_bias.shape),
+                dA.sum(0).transpose(1, 2).reshape(A.shape), pixel_major(dB_parts), pixel_major(dC_parts),
+                dD.sum(0).view(D.shape), None, None)
 
 
 def _paths(paths: torch.Tensor) -> np.ndarray:
     return paths.to(torch.int32).contiguous().numpy()
 
 
-def _parts(batch: int, dim: int) -> int:
-    """Channel parts per sample in the backward pass: about four tasks per thread."""
-    return min(dim, math.ceil(4 * numba.get_num_threads() / batch))
-
-
-class FusedDirectionalScan(torch.autograd.Function):
-    """(u, r, W_Δ, bias, A, B, C, D) → the K directions' S6 outputs in pixel order; fp32."""
-
-    @staticmethod
-    def forward(ctx, u, ranked, dt_weight, delta_bias, A, B, C, D, paths, merge):
-        batch, directions, _, pixels = ranked.shape
-        dim = u.shape[1]
-        y = torch.empty(batch, 1 if merge else directions, dim, pixels)
-        _forward(*_kernel_inputs(u, ranked, dt_weight, delta_bias, A, B, C, D), _paths(paths), y.numpy())
-        ctx.save_for_backward(u, ranked, dt_weight, delta_bias, A, B, C, D, paths)
-        return y[:, 0] if merge else y
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        u, ranked, dt_weight, delta_bias, A, B, C, D, paths = ctx.saved_tensors
-        batch, directions, rank, pixels = ranked.shape
-        dim, n_state, parts = u.shape[1], A.shape[1], _parts(batch, u.shape[1])
-        du = torch.empty(u.shape)
-        dW_rows, dA_rows = torch.empty(batch, directions, dim, rank), torch.empty(batch, directions, dim, n_state)
-        dbias_rows, dD_rows = torch.empty(batch, directions, dim), torch.empty(batch, directions, dim)
-        dr_parts, dB_parts, dC_parts = (torch.empty(batch, parts, *t.shape[1:]) for t in (ranked, B, C))
-        _backward(*_kernel_inputs(u, ranked, dt_weight, delta_bias, A, B, C, D), _paths(paths),
-                  _array(grad_y[:, None] if grad_y.dim() == 3 else grad_y),
-                  *(t.numpy() for t in (du, dW_rows, dbias_rows, dA_rows, dD_rows, dr_parts, dB_parts, dC_parts)))
-        return (du, dr_parts.sum(1), dW_rows.sum(0), dbias_rows.sum(0).view(delta_bias.shape),
-                dA_rows.sum(0).view(A.shape), dB_parts.sum(1), dC_parts.sum(1), dD_rows.sum(0).view(D.shape),
-                None, None)
-
-
-def _kernel_inputs(u, ranked, dt_weight, delta_bias, A, B, C, D) -> tuple[np.ndarray, ...]:
-    """The kernels' arrays, per-channel parameters as (K, dim, ...)."""
-    directions, dim = dt_weight.shape[:2]
-    return (_array(u), _array(ranked), _array(dt_weight), _array(delta_bias).reshape(directions, dim),
-            _array(A).reshape(directions, dim, -1), _array(B), _array(C), _array(D).reshape(directions, dim))
+def _kernel_inputs(u, ranked, dt_weight, delta_bias, A, B, C, D, width: int) -> tuple[np.ndarray, ...]:
+    """The kernels' arrays: channels split into blocks of ``width``; per-channel parameters
+    channel-last, (K, ·, blocks, width)."""
+    batch, pixels, dim = u.shape
+    directions, blocks = dt_weight.shape[0], dim // width
+    return (_array(u, batch, pixels, blocks, width), _array(ranked),
+            _array(dt_weight.transpose(1, 2), directions, -1, blocks, width),
+            _array(delta_bias, directions, blocks, width),
+            _array(A.view(directions, dim, -1).transpose(1, 2), directions, -1, blocks, width),
+            _array(B), _array(C), _array(D, directions, blocks, width))
 
 
 def directional_scan_numba(u, ranked, dt_weight, delta_bias, A, B, C, D, paths: torch.Tensor,
                            merge: bool) -> torch.Tensor:
-    """SS2D's K selective scans on CPU, every tensor in pixel order (P = pixels of the map).
+    """SS2D's K selective scans on CPU, every tensor pixel-major (P = pixels of the map).
 
-    u (batch, dim, P), the map all directions read; ranked (batch, K, R, P), the rank-R
+    u (batch, P, dim), the map all directions read; ranked (batch, P, K, R), the rank-R
     projection that dt_weight (K, dim, R) and delta_bias (K·dim,) turn into Δ before softplus;
-    A (K·dim, N); B, C (batch, K, N, P); D (K·dim,); paths (K, P) int32, the pixel read at each
-    step. Returns (batch, dim, P), the sum over directions, if ``merge``, else (batch, K, dim,
-    P). Gradients for all tensors but ``paths``.
+    A (K·dim, N); B, C (batch, P, K, N); D (K·dim,); paths (K, P) int32, the pixel read at each
+    step. Returns (batch, P, dim), the sum over directions, if ``merge``, else (batch, K, P,
+    dim). Gradients for all tensors but ``paths``.
     """
     return FusedDirectionalScan.apply(u, ranked, dt_weight, delta_bias, A, B, C, D, paths, merge)

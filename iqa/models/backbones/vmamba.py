@@ -128,30 +128,26 @@ class SS2D(nn.Module):
         return self.out_norm(self.scan.fold(ys, height, width).to(x.dtype))
 
     def _forward_core_in_place(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward_core` with the K paths read in place: x_proj is a per-pixel map, so it
-        runs once on the map in pixel order instead of on K reordered copies; dt_proj runs inside
-        the kernel."""
+        """:meth:`forward_core` with the K paths read in place, pixel-major: x_proj is a per-pixel
+        map, so it runs once on the map instead of on K reordered copies; dt_proj runs inside the
+        kernel. For channels-last maps (LayerNorm2d's output keeps that layout through in_proj and
+        conv2d) the pixel-major view and the output's channel-first view are free."""
         batch, dim, height, width = x.shape
         padded_h, padded_w = self.scan.padded_size(height, width)
         if (padded_h, padded_w) != (height, width):
             x = F.pad(x, (0, padded_w - width, 0, padded_h - height))
-        xs = x.flatten(2)  # (B, D, P)
-        # x_proj as one (B·P, D) × (D, K·(R + 2N)) product on the pixel-major view, which is free for
-        # channels-last maps (LayerNorm2d's output keeps that layout through in_proj and conv2d)
-        pixels_last = x.permute(0, 2, 3, 1).reshape(-1, dim)
-        projected = (pixels_last @ self.x_proj_weight.flatten(0, 1).T).view(batch, -1, DIRECTIONS,
-                                                                             self.x_proj_weight.shape[1])
-        projected = projected.permute(0, 2, 3, 1)  # (B, K, R + 2N, P)
-        dts, Bs, Cs = torch.split(projected, [self.dt_rank, self.d_state, self.d_state], dim=2)
+        pixels_last = x.permute(0, 2, 3, 1).reshape(batch, -1, dim).float()  # (B, P, D)
+        projected = (pixels_last @ self.x_proj_weight.flatten(0, 1).T.float()).view(
+            batch, -1, DIRECTIONS, self.x_proj_weight.shape[1])  # (B, P, K, R + 2N)
+        dts, Bs, Cs = torch.split(projected, [self.dt_rank, self.d_state, self.d_state], dim=3)
         merge = isinstance(self.scan, CrossScan)
         ys = directional_scan_numba(
-            xs.float(), dts.float().contiguous(), self.dt_projs_weight.float(), self.dt_projs_bias.view(-1).float(),
-            -torch.exp(self.A_logs.float()), Bs.float().contiguous(), Cs.float().contiguous(), self.Ds.float(),
-            self.scan.paths(height, width), merge,
+            pixels_last, dts, self.dt_projs_weight.float(), self.dt_projs_bias.view(-1).float(),
+            -torch.exp(self.A_logs.float()), Bs, Cs, self.Ds.float(), self.scan.paths(height, width), merge,
         )
         if merge:
-            return self.out_norm(ys.view(batch, dim, height, width).to(x.dtype))
-        ys = ys.view(batch, DIRECTIONS, dim, padded_h, padded_w)
+            return self.out_norm(ys.view(batch, height, width, dim).permute(0, 3, 1, 2).to(x.dtype))
+        ys = ys.view(batch, DIRECTIONS, padded_h, padded_w, dim).permute(0, 1, 4, 2, 3)
         return self.out_norm(self.scan.fold_pixels(ys, height, width).to(x.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
