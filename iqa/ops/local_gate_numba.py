@@ -8,11 +8,12 @@ each direction's SS2D output y_k (channels c, pixels p of the H×W map) before s
     m_kc = (1/HW) Σ_p x̂_kcp,       g_k = select(m_k)             (select: affine, W₁, GELU, W₂, σ)
     out_cp = Σ_k g_kc y_kcp
 
-Written with torch ops the LayerNorm statistics reduce over the strided channel axis and the
-backward keeps several (B, K, D, H, W) intermediates; here each kernel streams the
-``(D, P)`` slab of one (sample, direction) from memory a few times and writes only the
-(B, K, P) statistics and the (B, K, D) means and gates. ``select`` (a few small matrices) stays
-in torch; its backward is taken by autograd inside :meth:`GatedMerge.backward`.
+The maps are pixel-major, ``(B, K, P, D)`` as the fused scan (:mod:`iqa.ops.scan_cross_numba`)
+writes them, so the LayerNorm statistics reduce over a contiguous row of channels. Written with
+torch ops the backward keeps several (B, K, D, H, W) intermediates; here each kernel streams the
+``(P, D)`` slab of one (sample, direction) from memory a few times and writes only the (B, K, P)
+statistics and the (B, K, D) means and gates. ``select`` (a few small matrices) stays in torch;
+its backward is taken by autograd inside :meth:`GatedMerge.backward`.
 
 Backward, with G_kc = ∂loss/∂m_kc and ∂out given (LayerNorm's adjoint for ∂x̂_kcp = G_kc / HW):
 
@@ -34,91 +35,102 @@ from numba import prange
 
 from iqa.ops.fast_math import F32, FASTMATH, dot64
 
+_REDUCE = {"reassoc", "contract"}  # row sums in float64 lanes
+
+
+@numba.njit(cache=True, fastmath=_REDUCE)
+def _mean_variance(row) -> tuple[float, float]:
+    """Mean and (biased) variance of a row of channels, two passes in float64."""
+    total = 0.0
+    for c in range(row.size):
+        total += row[c]
+    mean = total / row.size
+    squares = 0.0
+    for c in range(row.size):
+        centred = row[c] - mean
+        squares += centred * centred
+    return mean, squares / row.size
+
 
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def _statistics(ys, inside, eps, mean, scale, pooled):
-    """ys (batch, K, D, P), inside (P,) 1 on the map and 0 on padding; fills mean and scale
+    """ys (batch, K, P, D), inside (P,) 1 on the map and 0 on padding; fills mean and scale
     (batch, K, P), μ and a (a = 0 on padding), and pooled (batch, K, D), m before ``select``."""
-    batch, directions, dim, pixels = ys.shape
+    batch, directions, pixels, dim = ys.shape
     count = inside.sum()
     for task in prange(batch * directions):
         b, k = task // directions, task % directions
-        x, mu, a = ys[b, k], mean[b, k], scale[b, k]
-        mu[:] = 0.0  # Σ_c (x_cp − x_0p), then μ_p; a: Σ_c (x_cp − x_0p)², then a_p (shifted data: no cancellation)
-        a[:] = 0.0
-        for c in range(1, dim):
-            for p in range(pixels):
-                centred = x[c, p] - x[0, p]
-                mu[p] += centred
-                a[p] += centred * centred
+        sums = np.zeros(dim)  # Σ_p a_p (x_pc − μ_p), in float64
         for p in range(pixels):
-            offset = mu[p] / dim
-            mu[p] = x[0, p] + offset
-            a[p] = inside[p] / np.sqrt(max(a[p] / dim - offset * offset, F32(0.0)) + eps)
-        shift = dot64(mu, a)
+            mu, variance = _mean_variance(ys[b, k, p])
+            a = inside[p] / np.sqrt(variance + eps)
+            mean[b, k, p], scale[b, k, p] = mu, a
+            if a != 0.0:
+                for c in range(dim):
+                    sums[c] += a * (ys[b, k, p, c] - mu)
         for c in range(dim):
-            pooled[b, k, c] = (dot64(x[c], a) - shift) / count
+            pooled[b, k, c] = sums[c] / count
 
 
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def _merge(ys, gates, out):
-    """out (batch, D, P) = Σ_k gates (batch, K, D) · ys (batch, K, D, P)."""
-    batch, directions, dim, pixels = ys.shape
-    for row in prange(batch * dim):
-        b, c = row // dim, row % dim
-        o = out[b, c]
-        g = gates[b, 0, c]
-        for p in range(pixels):
-            o[p] = g * ys[b, 0, c, p]
+    """out (batch, P, D) = Σ_k gates (batch, K, D) · ys (batch, K, P, D)."""
+    batch, directions, pixels, dim = ys.shape
+    for row in prange(batch * pixels):
+        b, p = row // pixels, row % pixels
+        for c in range(dim):
+            out[b, p, c] = gates[b, 0, c] * ys[b, 0, p, c]
         for k in range(1, directions):
-            g, y = gates[b, k, c], ys[b, k, c]
-            for p in range(pixels):
-                o[p] += g * y[p]
+            for c in range(dim):
+                out[b, p, c] += gates[b, k, c] * ys[b, k, p, c]
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def _gate_grad(ys, grad_out, grad_gates):
-    """grad_gates (batch, K, D) = Σ_p grad_out (batch, D, P) · ys (batch, K, D, P)."""
-    batch, directions, dim, _ = ys.shape
-    for row in prange(batch * dim):
-        b, c = row // dim, row % dim
-        for k in range(directions):
-            grad_gates[b, k, c] = dot64(grad_out[b, c], ys[b, k, c])
+    """grad_gates (batch, K, D) = Σ_p grad_out (batch, P, D) · ys (batch, K, P, D), in float64."""
+    batch, directions, pixels, dim = ys.shape
+    for task in prange(batch * directions):
+        b, k = task // directions, task % directions
+        sums = np.zeros(dim)
+        for p in range(pixels):
+            for c in range(dim):
+                sums[c] += grad_out[b, p, c] * ys[b, k, p, c]
+        for c in range(dim):
+            grad_gates[b, k, c] = sums[c]
 
 
 @numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def _input_grad(ys, mean, scale, gates, grad_out, grad_pooled, count, grad_ys):
-    """grad_ys (batch, K, D, P) = g ∂out + LayerNorm's adjoint of ∂x̂ = grad_pooled / count."""
-    batch, directions, dim, pixels = ys.shape
+    """grad_ys (batch, K, P, D) = g ∂out + LayerNorm's adjoint of ∂x̂ = grad_pooled / count."""
+    batch, directions, pixels, dim = ys.shape
     for task in prange(batch * directions):
         b, k = task // directions, task % directions
-        x, mu, a, G, dx = ys[b, k], mean[b, k], scale[b, k], grad_pooled[b, k], grad_ys[b, k]
+        G = grad_pooled[b, k]
         G_mean = F32(G.sum() / dim)
-        s = np.zeros(pixels, F32)  # Σ_c G_c x_cp, then mean_c(G_c x̂_cp) · a_p² / count
+        centred_G = np.empty(dim, F32)
         for c in range(dim):
-            for p in range(pixels):
-                s[p] += G[c] * x[c, p]
-        weight = np.empty(pixels, F32)  # a_p / count
+            centred_G[c] = G[c] - G_mean
         for p in range(pixels):
-            weight[p] = a[p] / count
-            s[p] = (s[p] / dim - mu[p] * G_mean) * a[p] * a[p] * weight[p]
-        for c in range(dim):
-            g, Gc, dout = gates[b, k, c], G[c] - G_mean, grad_out[b, c]
-            for p in range(pixels):
-                dx[c, p] = g * dout[p] + weight[p] * Gc - (x[c, p] - mu[p]) * s[p]
+            mu, a = mean[b, k, p], scale[b, k, p]
+            weight = a / count
+            # mean_c(G_c x̂_pc) · a_p / count, with x̂_pc = (x_pc − μ_p) a_p
+            s = F32((dot64(G, ys[b, k, p]) / dim - mu * G_mean) * a * a * weight)
+            for c in range(dim):
+                grad_ys[b, k, p, c] = (gates[b, k, c] * grad_out[b, p, c] + weight * centred_G[c]
+                                       - (ys[b, k, p, c] - mu) * s)
 
 
 class GatedMerge(torch.autograd.Function):
-    """(ys, select's parameters) → Σ_k select(m_k) ⊙ y_k; fp32, ys (batch, K, D, P) contiguous."""
+    """(ys, select's parameters) → Σ_k select(m_k) ⊙ y_k; fp32, ys (batch, K, P, D) contiguous."""
 
     @staticmethod
     def forward(ctx, ys, inside, eps, select, *parameters):
-        batch, directions, dim, pixels = ys.shape
+        batch, directions, pixels, dim = ys.shape
         mean, scale = torch.empty(batch, directions, pixels), torch.empty(batch, directions, pixels)
         pooled = torch.empty(batch, directions, dim)
         _statistics(ys.numpy(), inside.numpy(), eps, mean.numpy(), scale.numpy(), pooled.numpy())
         gates = select(pooled).float().contiguous()
-        out = torch.empty(batch, dim, pixels)
+        out = torch.empty(batch, pixels, dim)
         _merge(ys.numpy(), gates.numpy(), out.numpy())
         ctx.save_for_backward(ys, inside, mean, scale, pooled, gates)
         ctx.select, ctx.parameters = select, parameters
@@ -144,15 +156,16 @@ class GatedMerge(torch.autograd.Function):
 def gated_merge_numba(ys: torch.Tensor, height: int, width: int, eps: float,
                       select: Callable[[torch.Tensor], torch.Tensor],
                       parameters: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Σ_k select(m_k) ⊙ y_k on the H×W map (module docstring), ``(batch, D, H, W)`` fp32.
+    """Σ_k select(m_k) ⊙ y_k on the H×W map (module docstring), ``(batch, D, H, W)`` fp32 (a
+    channels-last view).
 
-    ys (batch, K, D, Hp, Wp): the K directions' outputs on the map zero-padded to Hp ≥ H,
-    Wp ≥ W; eps: the LayerNorm's ε; select: (batch, K, D) means of the normalised map → gates
-    of the same shape, using ``parameters`` (they get gradients, as does ys).
+    ys (batch, K, Hp, Wp, D), pixel-major: the K directions' outputs on the map zero-padded to
+    Hp ≥ H, Wp ≥ W; eps: the LayerNorm's ε; select: (batch, K, D) means of the normalised map →
+    gates of the same shape, using ``parameters`` (they get gradients, as does ys).
     """
-    batch, directions, dim, padded_h, padded_w = ys.shape
+    batch, directions, padded_h, padded_w, dim = ys.shape
     inside = torch.zeros(padded_h, padded_w)
     inside[:height, :width] = 1.0
-    out = GatedMerge.apply(ys.float().contiguous().view(batch, directions, dim, -1), inside.view(-1), eps, select,
+    out = GatedMerge.apply(ys.float().contiguous().view(batch, directions, -1, dim), inside.view(-1), eps, select,
                            *parameters)
-    return out.view(batch, dim, padded_h, padded_w)[..., :height, :width]
+    return out.view(batch, padded_h, padded_w, dim)[:, :height, :width].permute(0, 3, 1, 2)

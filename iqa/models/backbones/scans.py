@@ -105,8 +105,8 @@ class LocalScan(nn.Module):
         return self.unfold(torch.arange(padded[0] * padded[1], dtype=torch.int32).view(1, 1, *padded))[0, :, 0]
 
     def fold_pixels(self, ys: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """:meth:`fold` for outputs already in pixel order: ``(B, K, D, H', W')`` on the padded
-        map → cropped, gated per direction and summed, ``(B, D, H, W)`` (one fused CPU op,
+        """:meth:`fold` for outputs already in pixel order, pixel-major: ``(B, K, H', W', D)`` on the
+        padded map → cropped, gated per direction and summed, ``(B, D, H, W)`` (one fused CPU op,
         :mod:`iqa.ops.local_gate_numba`)."""
         return gated_merge_numba(ys, height, width, self.attn.norm.eps, self.attn.select_normalized,
                                  list(self.attn.parameters()))

@@ -147,7 +147,7 @@ class SS2D(nn.Module):
         )
         if merge:
             return self.out_norm(ys.view(batch, height, width, dim).permute(0, 3, 1, 2).to(x.dtype))
-        ys = ys.view(batch, DIRECTIONS, padded_h, padded_w, dim).permute(0, 1, 4, 2, 3)
+        ys = ys.view(batch, DIRECTIONS, padded_h, padded_w, dim)
         return self.out_norm(self.scan.fold_pixels(ys, height, width).to(x.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
