@@ -10,8 +10,8 @@ stands for 0), softplus and sigmoid within a few float32 ulps (tests/test_select
 Callers compile with ``fastmath=FASTMATH`` (fused multiply-add only, which the polynomials need
 to vectorise well: 0.5 instead of 2–3 ns). Never with reassociation: the round-to-nearest trick in
 :func:`exp32` relies on (x + 1.5·2²³) − 1.5·2²³ not being simplified to x; NaN stays NaN.
-:func:`dot64` (the kernels' float64 row reduction), :func:`sum32` and :func:`dot32` (float32 sums
-over a short row of channels) are compiled apart with reassociation.
+:func:`dot64` (the kernels' float64 row reduction) and :func:`dot32` (a float32 sum over a short
+row of channels) are compiled apart with reassociation.
 """
 
 from __future__ import annotations
@@ -81,23 +81,28 @@ def _log1p_unit(e: float) -> float:
 @numba.njit(inline="always")
 def softplus32(v: float) -> float:
     """log(1 + e^v) = max(v, 0) + log(1 + e^{−|v|}) (mamba_ssm's ``delta_softplus``)."""
-    return (v if v > F32(0.0) else F32(0.0)) + _log1p_unit(exp32(-abs(v)))
+    return softplus_given32(v, exp32(-abs(v)))
+
+
+@numba.njit(inline="always")
+def softplus_given32(v: float, e: float) -> float:
+    """softplus(v) from e = e^{−|v|} (``exp32(-abs(v))``). Kernels compute e in a loop of its own:
+    two short vectorised loops keep fewer constants live than one and run faster (1.4 instead
+    of 1.8 ns per element on the 2-core dev CPU)."""
+    return (v if v > F32(0.0) else F32(0.0)) + _log1p_unit(e)
 
 
 @numba.njit(inline="always")
 def sigmoid32(v: float) -> float:
     """1 / (1 + e^{−v}), the derivative of softplus, from e^{−|v|} ≤ 1 (never overflows)."""
-    e = exp32(-abs(v))
-    s = F32(1.0) / (F32(1.0) + e)
-    return s if v >= F32(0.0) else e * s
+    return sigmoid_given32(v, exp32(-abs(v)))
 
 
 @numba.njit(inline="always")
-def softplus_sigmoid32(v: float) -> tuple[float, float]:
-    """softplus(v) and its derivative sigmoid(v) from one e^{−|v|}."""
-    e = exp32(-abs(v))
+def sigmoid_given32(v: float, e: float) -> float:
+    """sigmoid(v) from e = e^{−|v|}, as :func:`softplus_given32`."""
     s = F32(1.0) / (F32(1.0) + e)
-    return (v if v > F32(0.0) else F32(0.0)) + _log1p_unit(e), (s if v >= F32(0.0) else e * s)
+    return s if v >= F32(0.0) else e * s
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
@@ -107,15 +112,6 @@ def dot64(a, b) -> float:
     total = 0.0
     for p in range(a.size):
         total += numba.float64(a[p]) * b[p]
-    return total
-
-
-@numba.njit(cache=True, fastmath={"reassoc", "contract"})
-def sum32(a, count: int) -> float:
-    """Σ a[:count] in float32 (reassociated into vector lanes; for short rows of channels)."""
-    total = F32(0.0)
-    for i in range(count):
-        total += a[i]
     return total
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from numba import prange
 
-from iqa.ops.fast_math import F32, FASTMATH, dot32, exp32, softplus32, softplus_sigmoid32
+from iqa.ops.fast_math import F32, FASTMATH, dot32, exp32, sigmoid_given32, softplus_given32
 
 _FLUSH = 128  # steps summed in float32 before the per-channel gradients are added in float64
 
@@ -81,7 +81,7 @@ def _forward(u, ranked, weight, bias, A, B, C, D, paths, y):
         b, block = task // blocks, task % blocks
         w, a, h = np.empty((rank, width), F32), np.empty((n_state, width), F32), np.empty((n_state, width), F32)
         bias_block, D_block = np.empty(width, F32), np.empty(width, F32)
-        delta, out = np.empty(width, F32), np.empty(width, F32)
+        delta, decay, out = np.empty(width, F32), np.empty(width, F32), np.empty(width, F32)
         for k in range(directions):
             _load_block(weight, A, bias, D, k, block, w, a, bias_block, D_block)
             h[:] = 0.0
@@ -90,7 +90,9 @@ def _forward(u, ranked, weight, bias, A, B, C, D, paths, y):
                 p = paths[k, t]
                 _preactivation(ranked, b, p, k, w, bias_block, delta)
                 for j in range(width):
-                    delta[j] = softplus32(delta[j])
+                    decay[j] = exp32(-abs(delta[j]))
+                for j in range(width):
+                    delta[j] = softplus_given32(delta[j], decay[j])
                 if merged and k > 0:
                     for j in range(width):
                         out[j] = D_block[j] * u[b, p, block, j] + y[b, 0, p, block, j]
@@ -100,7 +102,9 @@ def _forward(u, ranked, weight, bias, A, B, C, D, paths, y):
                 for n in range(n_state):
                     Bn, Cn = B[b, p, k, n], C[b, p, k, n]
                     for j in range(width):
-                        state = exp32(delta[j] * a[n, j]) * h[n, j] + delta[j] * u[b, p, block, j] * Bn
+                        decay[j] = exp32(delta[j] * a[n, j])
+                    for j in range(width):
+                        state = decay[j] * h[n, j] + delta[j] * u[b, p, block, j] * Bn
                         h[n, j] = state
                         out[j] += Cn * state
                 for j in range(width):
@@ -122,7 +126,7 @@ def _backward(u, ranked, weight, bias, A, B, C, D, paths, grad_y,
         bias_block, D_block = np.empty(width, F32), np.empty(width, F32)
         states = np.empty((pixels + 1, n_state, width), F32)  # states[t + 1] = h_t, states[0] = 0
         deltas, slopes = np.empty((pixels, width), F32), np.empty((pixels, width), F32)
-        lam = np.empty((n_state, width), F32)
+        lam, decay_n = np.empty((n_state, width), F32), np.empty(width, F32)
         g, ddelta, du_block = np.empty(width, F32), np.empty(width, F32), np.empty(width, F32)
         lam_delta = np.empty((pixels, n_state, width), F32)
         gW, gA = np.empty((rank, width), F32), np.empty((n_state, width), F32)
@@ -137,7 +141,10 @@ def _backward(u, ranked, weight, bias, A, B, C, D, paths, grad_y,
                 p = paths[k, t]
                 _preactivation(ranked, b, p, k, w, bias_block, g)
                 for j in range(width):
-                    deltas[t, j], slopes[t, j] = softplus_sigmoid32(g[j])
+                    ddelta[j] = exp32(-abs(g[j]))
+                for j in range(width):
+                    deltas[t, j] = softplus_given32(g[j], ddelta[j])
+                    slopes[t, j] = sigmoid_given32(g[j], ddelta[j])
                 for n in range(n_state):
                     Bn = B[b, p, k, n]
                     for j in range(width):
@@ -157,8 +164,9 @@ def _backward(u, ranked, weight, bias, A, B, C, D, paths, grad_y,
                 for n in range(n_state):
                     Bn, Cn = B[b, p, k, n], C[b, p, k, n]
                     for j in range(width):
-                        delta, ub = deltas[t, j], u[b, p, block, j]
-                        decay = exp32(delta * a[n, j])
+                        decay_n[j] = exp32(deltas[t, j] * a[n, j])
+                    for j in range(width):
+                        delta, ub, decay = deltas[t, j], u[b, p, block, j], decay_n[j]
                         lam_t = lam[n, j] + g[j] * Cn
                         d_exponent = lam_t * states[t, n, j] * decay  # ∂loss/∂(Δ_t A_n)
                         gA[n, j] += d_exponent * delta
@@ -199,9 +207,10 @@ def _backward(u, ranked, weight, bias, A, B, C, D, paths, grad_y,
 
 
 def _block_width(batch: int, dim: int) -> int:
-    """Channels per task: the widest power of two (≤ 64) dividing ``dim`` that still gives two
-    tasks per thread."""
-    widths = [width for width in (64, 32, 16, 8, 4, 2, 1) if dim % width == 0]
+    """Channels per task: the widest divisor of ``dim`` up to 256, a multiple of 8 (whole AVX2
+    vectors) where ``dim`` has one, that still gives two tasks per thread."""
+    divisors = [width for width in range(min(dim, 256), 0, -1) if dim % width == 0]
+    widths = [width for width in divisors if width % 8 == 0] or divisors
     enough = [width for width in widths if batch * (dim // width) >= 2 * numba.get_num_threads()]
     return enough[0] if enough else widths[-1]
 
