@@ -240,9 +240,9 @@ def test_fused_softplus_and_exp_are_float32_accurate():
     import numba
     import numpy as np
 
-    from iqa.ops.fast_math import FASTMATH, exp32, sigmoid32, softplus32
+    from iqa.ops.fast_math import KERNEL, exp32, sigmoid32, softplus32
 
-    @numba.njit(fastmath=FASTMATH)
+    @numba.njit(**KERNEL)
     def apply(x, out):
         for i in range(x.size):
             out[0, i], out[1, i], out[2, i] = exp32(x[i]), softplus32(x[i]), sigmoid32(x[i])

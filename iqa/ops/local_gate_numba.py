@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from numba import prange
 
-from iqa.ops.fast_math import F32, FASTMATH, dot64
+from iqa.ops.fast_math import F32, KERNEL, dot64
 
 _REDUCE = {"reassoc", "contract"}  # row sums in float64 lanes
 
@@ -52,7 +52,7 @@ def _mean_variance(row) -> tuple[float, float]:
     return mean, squares / row.size
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
+@numba.njit(cache=True, parallel=True, **KERNEL)
 def _statistics(ys, inside, eps, mean, scale, pooled):
     """ys (batch, K, P, D), inside (P,) 1 on the map and 0 on padding; fills mean and scale
     (batch, K, P), μ and a (a = 0 on padding), and pooled (batch, K, D), m before ``select``."""
@@ -72,7 +72,7 @@ def _statistics(ys, inside, eps, mean, scale, pooled):
             pooled[b, k, c] = sums[c] / count
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
+@numba.njit(cache=True, parallel=True, **KERNEL)
 def _merge(ys, gates, out):
     """out (batch, P, D) = Σ_k gates (batch, K, D) · ys (batch, K, P, D)."""
     batch, directions, pixels, dim = ys.shape
@@ -85,7 +85,7 @@ def _merge(ys, gates, out):
                 out[b, p, c] += gates[b, k, c] * ys[b, k, p, c]
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
+@numba.njit(cache=True, parallel=True, **KERNEL)
 def _gate_grad(ys, grad_out, grad_gates):
     """grad_gates (batch, K, D) = Σ_p grad_out (batch, P, D) · ys (batch, K, P, D), in float64."""
     batch, directions, pixels, dim = ys.shape
@@ -99,7 +99,7 @@ def _gate_grad(ys, grad_out, grad_gates):
             grad_gates[b, k, c] = sums[c]
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
+@numba.njit(cache=True, parallel=True, **KERNEL)
 def _input_grad(ys, mean, scale, gates, grad_out, grad_pooled, count, grad_ys):
     """grad_ys (batch, K, P, D) = g ∂out + LayerNorm's adjoint of ∂x̂ = grad_pooled / count."""
     batch, directions, pixels, dim = ys.shape

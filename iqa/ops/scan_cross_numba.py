@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from numba import prange
 
-from iqa.ops.fast_math import F32, FASTMATH, dot32, exp32, sigmoid_given32, softplus_given32
+from iqa.ops.fast_math import F32, KERNEL, dot32, exp32, sigmoid_given32, softplus_given32
 
 _FLUSH = 128  # steps summed in float32 before the per-channel gradients are added in float64
 
@@ -69,7 +69,7 @@ def _preactivation(ranked, b, p, k, w, bias_block, out) -> None:
             out[j] += w[r, j] * c
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
+@numba.njit(cache=True, parallel=True, **KERNEL)
 def _forward(u, ranked, weight, bias, A, B, C, D, paths, y):
     """u (batch, P, blocks, W); ranked (batch, P, K, R); weight (K, R, blocks, W); A (K, N,
     blocks, W); bias, D (K, blocks, W); B, C (batch, P, K, N); paths (K, P); fills y (batch,
@@ -111,7 +111,7 @@ def _forward(u, ranked, weight, bias, A, B, C, D, paths, y):
                     y[b, yk, p, block, j] = out[j]
 
 
-@numba.njit(cache=True, parallel=True, fastmath=FASTMATH)
+@numba.njit(cache=True, parallel=True, **KERNEL)
 def _backward(u, ranked, weight, bias, A, B, C, D, paths, grad_y,
               du, dW, dbias, dA, dD, dr_parts, dB_parts, dC_parts):
     """Writes du (like u); per sample dW (batch, K, R, blocks, W), dA (batch, K, N, blocks, W),
