@@ -72,8 +72,8 @@ def _preactivation(ranked, b, p, k, w, bias_block, out) -> None:
 @numba.njit(cache=True, parallel=True, **KERNEL)
 def _forward(u, ranked, weight, bias, A, B, C, D, paths, y):
     """u (batch, P, blocks, W); ranked (batch, P, K, R); weight (K, R, blocks, W); A (K, N,
-    blocks, W); bias, D (K, blocks, W); B, C (batch, P, K, N); paths (K, P); fills y (batch,
-    1 | K, P, blocks, W) (1: the directions summed)."""
+    blocks, W); bias, D (K, blocks, W); B, C (batch, P, K, N); paths (K, P); adds the outputs to
+    y (batch, 1 | K, P, blocks, W), zeros (1: the directions summed)."""
     batch, pixels, blocks, width = u.shape
     directions, n_state, rank = A.shape[0], A.shape[1], weight.shape[1]
     merged = y.shape[1] == 1
@@ -81,7 +81,7 @@ def _forward(u, ranked, weight, bias, A, B, C, D, paths, y):
         b, block = task // blocks, task % blocks
         w, a, h = np.empty((rank, width), F32), np.empty((n_state, width), F32), np.empty((n_state, width), F32)
         bias_block, D_block = np.empty(width, F32), np.empty(width, F32)
-        delta, decay, out = np.empty(width, F32), np.empty(width, F32), np.empty(width, F32)
+        delta, decay = np.empty(width, F32), np.empty(width, F32)
         for k in range(directions):
             _load_block(weight, A, bias, D, k, block, w, a, bias_block, D_block)
             h[:] = 0.0
@@ -93,22 +93,14 @@ def _forward(u, ranked, weight, bias, A, B, C, D, paths, y):
                     decay[j] = exp32(-abs(delta[j]))
                 for j in range(width):
                     delta[j] = softplus_given32(delta[j], decay[j])
-                if merged and k > 0:
-                    for j in range(width):
-                        out[j] = D_block[j] * u[b, p, block, j] + y[b, 0, p, block, j]
-                else:
-                    for j in range(width):
-                        out[j] = D_block[j] * u[b, p, block, j]
                 for n in range(n_state):
-                    Bn, Cn = B[b, p, k, n], C[b, p, k, n]
+                    Bn, Cn, with_D = B[b, p, k, n], C[b, p, k, n], F32(1.0) if n == 0 else F32(0.0)
                     for j in range(width):
                         decay[j] = exp32(delta[j] * a[n, j])
                     for j in range(width):
                         state = decay[j] * h[n, j] + delta[j] * u[b, p, block, j] * Bn
                         h[n, j] = state
-                        out[j] += Cn * state
-                for j in range(width):
-                    y[b, yk, p, block, j] = out[j]
+                        y[b, yk, p, block, j] += with_D * D_block[j] * u[b, p, block, j] + Cn * state
 
 
 @numba.njit(cache=True, parallel=True, **KERNEL)
@@ -148,8 +140,9 @@ def _backward(u, ranked, weight, bias, A, B, C, D, paths, grad_y,
                 for n in range(n_state):
                     Bn = B[b, p, k, n]
                     for j in range(width):
-                        states[t + 1, n, j] = (exp32(deltas[t, j] * a[n, j]) * states[t, n, j]
-                                               + deltas[t, j] * u[b, p, block, j] * Bn)
+                        decay_n[j] = exp32(deltas[t, j] * a[n, j])
+                    for j in range(width):
+                        states[t + 1, n, j] = decay_n[j] * states[t, n, j] + deltas[t, j] * u[b, p, block, j] * Bn
             lam[:] = 0.0
             sum_W[:], sum_A[:], sum_bias[:], sum_D[:] = 0.0, 0.0, 0.0, 0.0
             for t in range(pixels - 1, -1, -1):  # backward along the path
@@ -230,7 +223,7 @@ class FusedDirectionalScan(torch.autograd.Function):
         directions = ranked.shape[2]
         width = _block_width(batch, dim)
         blocks = dim // width
-        y = torch.empty(batch, 1 if merge else directions, pixels, dim)
+        y = torch.zeros(batch, 1 if merge else directions, pixels, dim)
         _forward(*_kernel_inputs(u, ranked, dt_weight, delta_bias, A, B, C, D, width), _paths(paths),
                  y.numpy().reshape(batch, -1, pixels, blocks, width))
         ctx.save_for_backward(u, ranked, dt_weight, delta_bias, A, B, C, D, paths)
