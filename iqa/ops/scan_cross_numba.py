@@ -58,15 +58,20 @@ def _preactivation(ranked, b, p, k, w, bias_block, out) -> None:
     rank, r = w.shape[0], 0
     for j in range(out.size):
         out[j] = bias_block[j]
-    while r + 4 <= rank:  # four ranks per pass over the lanes
+    while r + 4 <= rank:  # four ranks per pass over the lanes, then two, then one
         c0, c1, c2, c3 = ranked[b, p, k, r], ranked[b, p, k, r + 1], ranked[b, p, k, r + 2], ranked[b, p, k, r + 3]
         for j in range(out.size):
             out[j] += w[r, j] * c0 + w[r + 1, j] * c1 + w[r + 2, j] * c2 + w[r + 3, j] * c3
         r += 4
-    for r in range(r, rank):
-        c = ranked[b, p, k, r]
+    if r + 2 <= rank:
+        c0, c1 = ranked[b, p, k, r], ranked[b, p, k, r + 1]
         for j in range(out.size):
-            out[j] += w[r, j] * c
+            out[j] += w[r, j] * c0 + w[r + 1, j] * c1
+        r += 2
+    if r < rank:
+        c0 = ranked[b, p, k, r]
+        for j in range(out.size):
+            out[j] += w[r, j] * c0
 
 
 @numba.njit(cache=True, parallel=True, **KERNEL)
