@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from numba import prange
 
-from iqa.ops.fast_math import F32, KERNEL, dot32, exp32, sigmoid_given32, softplus_given32
+from iqa.ops.fast_math import COEFFICIENTS, F32, KERNEL, constants, dot32, exp32, sigmoid_given32, softplus_given32
 
 _FLUSH = 128  # steps summed in float32 before the per-channel gradients are added in float64
 
@@ -75,13 +75,13 @@ def _preactivation(ranked, b, p, k, w, bias_block, out) -> None:
 
 
 @numba.njit(cache=True, parallel=True, **KERNEL)
-def _forward(u, ranked, weight, bias, A, B, C, D, paths, y):
+def _forward(u, ranked, weight, bias, A, B, C, D, paths, y, table):
     """u (batch, P, blocks, W); ranked (batch, P, K, R); weight (K, R, blocks, W); A (K, N,
     blocks, W); bias, D (K, blocks, W); B, C (batch, P, K, N); paths (K, P); adds the outputs to
     y (batch, 1 | K, P, blocks, W), zeros (1: the directions summed)."""
     batch, pixels, blocks, width = u.shape
     directions, n_state, rank = A.shape[0], A.shape[1], weight.shape[1]
-    merged = y.shape[1] == 1
+    merged, coefficients = y.shape[1] == 1, constants(table)
     for task in prange(batch * blocks):
         b, block = task // blocks, task % blocks
         w, a, h = np.empty((rank, width), F32), np.empty((n_state, width), F32), np.empty((n_state, width), F32)
@@ -95,13 +95,13 @@ def _forward(u, ranked, weight, bias, A, B, C, D, paths, y):
                 p = paths[k, t]
                 _preactivation(ranked, b, p, k, w, bias_block, delta)
                 for j in range(width):
-                    decay[j] = exp32(-abs(delta[j]))
+                    decay[j] = exp32(-abs(delta[j]), coefficients)
                 for j in range(width):
-                    delta[j] = softplus_given32(delta[j], decay[j])
+                    delta[j] = softplus_given32(delta[j], decay[j], coefficients)
                 for n in range(n_state):
                     Bn, Cn, with_D = B[b, p, k, n], C[b, p, k, n], F32(1.0) if n == 0 else F32(0.0)
                     for j in range(width):
-                        decay[j] = exp32(delta[j] * a[n, j])
+                        decay[j] = exp32(delta[j] * a[n, j], coefficients)
                     for j in range(width):
                         state = decay[j] * h[n, j] + delta[j] * u[b, p, block, j] * Bn
                         h[n, j] = state
@@ -110,13 +110,13 @@ def _forward(u, ranked, weight, bias, A, B, C, D, paths, y):
 
 @numba.njit(cache=True, parallel=True, **KERNEL)
 def _backward(u, ranked, weight, bias, A, B, C, D, paths, grad_y,
-              du, dW, dbias, dA, dD, dr_parts, dB_parts, dC_parts):
+              du, dW, dbias, dA, dD, dr_parts, dB_parts, dC_parts, table):
     """Writes du (like u); per sample dW (batch, K, R, blocks, W), dA (batch, K, N, blocks, W),
     dbias, dD (batch, K, blocks, W); per block dr_parts (batch, blocks, K, P, R), dB_parts,
     dC_parts (batch, blocks, K, P, N): sums over the block's channels."""
     batch, pixels, blocks, width = u.shape
     directions, n_state, rank = A.shape[0], A.shape[1], weight.shape[1]
-    merged = grad_y.shape[1] == 1
+    merged, coefficients = grad_y.shape[1] == 1, constants(table)
     for task in prange(batch * blocks):
         b, block = task // blocks, task % blocks
         w, a = np.empty((rank, width), F32), np.empty((n_state, width), F32)
@@ -138,14 +138,14 @@ def _backward(u, ranked, weight, bias, A, B, C, D, paths, grad_y,
                 p = paths[k, t]
                 _preactivation(ranked, b, p, k, w, bias_block, g)
                 for j in range(width):
-                    ddelta[j] = exp32(-abs(g[j]))
+                    ddelta[j] = exp32(-abs(g[j]), coefficients)
                 for j in range(width):
-                    deltas[t, j] = softplus_given32(g[j], ddelta[j])
-                    slopes[t, j] = sigmoid_given32(g[j], ddelta[j])
+                    deltas[t, j] = softplus_given32(g[j], ddelta[j], coefficients)
+                    slopes[t, j] = sigmoid_given32(g[j], ddelta[j], coefficients)
                 for n in range(n_state):
                     Bn = B[b, p, k, n]
                     for j in range(width):
-                        decay_n[j] = exp32(deltas[t, j] * a[n, j])
+                        decay_n[j] = exp32(deltas[t, j] * a[n, j], coefficients)
                     for j in range(width):
                         states[t + 1, n, j] = decay_n[j] * states[t, n, j] + deltas[t, j] * u[b, p, block, j] * Bn
             lam[:] = 0.0
@@ -162,7 +162,7 @@ def _backward(u, ranked, weight, bias, A, B, C, D, paths, grad_y,
                 for n in range(n_state):
                     Bn, Cn = B[b, p, k, n], C[b, p, k, n]
                     for j in range(width):
-                        decay_n[j] = exp32(deltas[t, j] * a[n, j])
+                        decay_n[j] = exp32(deltas[t, j] * a[n, j], coefficients)
                     for j in range(width):
                         delta, ub, decay = deltas[t, j], u[b, p, block, j], decay_n[j]
                         lam_t = lam[n, j] + g[j] * Cn
@@ -230,7 +230,7 @@ class FusedDirectionalScan(torch.autograd.Function):
         blocks = dim // width
         y = torch.zeros(batch, 1 if merge else directions, pixels, dim)
         _forward(*_kernel_inputs(u, ranked, dt_weight, delta_bias, A, B, C, D, width), _paths(paths),
-                 y.numpy().reshape(batch, -1, pixels, blocks, width))
+                 y.numpy().reshape(batch, -1, pixels, blocks, width), COEFFICIENTS)
         ctx.save_for_backward(u, ranked, dt_weight, delta_bias, A, B, C, D, paths)
         ctx.width = width
         return y[:, 0] if merge else y
@@ -254,7 +254,7 @@ class FusedDirectionalScan(torch.autograd.Function):
                   dbias.numpy().reshape(batch, directions, blocks, width),
                   dA.numpy().reshape(batch, directions, n_state, blocks, width),
                   dD.numpy().reshape(batch, directions, blocks, width), dr_parts.numpy(), dB_parts.numpy(),
-                  dC_parts.numpy())
+                  dC_parts.numpy(), COEFFICIENTS)
 
         def pixel_major(parts: torch.Tensor) -> torch.Tensor:  # (batch, blocks, K, P, ·) → (batch, P, K, ·)
             return parts.sum(1).transpose(1, 2)
