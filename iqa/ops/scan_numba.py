@@ -23,7 +23,7 @@ Softplus and the gate silu(z) are left to torch: its vectorised exp is about ten
 than libm's scalar one that ``math.exp`` calls here (no SVML), and with softplus inside the loop
 the forward pass took 41 ms instead of 21 ms (one core, VMamba-T stage-1 sizes). SS2D on CPU
 uses :mod:`iqa.ops.scan_cross_numba` instead, where softplus and exp(ΔA) are vectorised
-polynomials (:mod:`iqa.ops.fast_math`, about 0.5 ns per element) and cost less than in torch.
+polynomials (:mod:`iqa.ops.fast_math`, about 0.4–0.7 ns per element) and cost less than in torch.
 """
 
 from __future__ import annotations
