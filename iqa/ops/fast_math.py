@@ -46,6 +46,7 @@ COEFFICIENTS = np.array([
     1.0, 2.0, 0.0,
     1 / 13, 1 / 11, 1 / 9, 1 / 7, 1 / 5, 1 / 3,
 ], dtype=F32)
+assert COEFFICIENTS.size == _ATANH + 6, "constants() lists every entry of COEFFICIENTS: keep the two in step"
 
 
 @numba.njit(inline="always")

@@ -37,5 +37,5 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.act(self.fc1(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # see below
+        hidden = self.act(self.fc1(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # GELU pixel-major: docstring
         return self.drop(self.fc2(self.drop(hidden)))
